@@ -1,0 +1,233 @@
+"""One typed settings object for the whole pipeline, read from ``TEILHABE_*`` variables.
+
+Every field is documented with its environment variable; the README's configuration table is
+generated from this class (``teilhabe config --markdown``). Invalid values stop the start with a
+message that names the variable, what is allowed and what it got.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+ENV_PREFIX = "TEILHABE_"
+
+
+class Settings(BaseSettings):
+    """Configuration of a Teilhabe process (worker, CLI, demo)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=os.environ.get("TEILHABE_ENV_FILE", ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        "", description="Kafka bootstrap servers (host:port,...). Empty: start the embedded broker."
+    )
+    app_id: str = Field("teilhabe", description="Faust app id = Kafka consumer group prefix.")
+    topic_events: str = Field("teilhabe.events", description="Input topic: events or envelopes.")
+    topic_activity: str = Field(
+        "teilhabe.activity", description="Internal topic: valid pseudonymised events keyed by actor."
+    )
+    topic_directory: str = Field(
+        "teilhabe.directory", description="Compacted org directory topic (person -> unit, cohorts)."
+    )
+    topic_deadletter: str = Field(
+        "teilhabe.deadletter", description="Invalid input with its original bytes and a reason."
+    )
+    topic_late: str = Field(
+        "teilhabe.late", description="Events that arrived after their window closed."
+    )
+    events_partitions: int = Field(4, ge=1, le=1024, description="Partitions of the input topic.")
+    activity_partitions: int = Field(
+        4, ge=1, le=1024, description="Partitions of the activity topic (unit of parallelism)."
+    )
+    broker_session_timeout_s: float = Field(
+        0, ge=0, description="Consumer group session timeout; 0 = 6 s embedded, 30 s otherwise."
+    )
+
+    # --- ClickHouse ------------------------------------------------------------------------
+    clickhouse_dsn: str = Field(
+        "chdb://./var/clickhouse",
+        description="ClickHouse DSN. chdb://DIR = embedded chDB (served over HTTP on loopback "
+        "by one process); http(s)://user@host:port/db = a ClickHouse server.",
+    )
+    clickhouse_password: SecretStr | None = Field(
+        None, description="ClickHouse password (or TEILHABE_CLICKHOUSE_PASSWORD_FILE)."
+    )
+    clickhouse_password_file: Path | None = Field(None, description="File holding the password.")
+    clickhouse_database: str = Field("teilhabe", description="Database for tables and views.")
+    sink_batch_rows: int = Field(
+        10_000, ge=1, description="Rows per ClickHouse insert (flushes earlier on interval)."
+    )
+    sink_flush_interval_s: float = Field(
+        1.0, gt=0, description="At most this long between ClickHouse flushes."
+    )
+    facts_ttl_days: int = Field(
+        400, ge=1, description="Retention of pseudonymised event facts in ClickHouse (days)."
+    )
+
+    # --- Windows ---------------------------------------------------------------------------
+    window_s: int = Field(3600, ge=1, description="Tumbling window size in event time (s).")
+    grace_s: int = Field(
+        600, ge=0, description="Lateness allowed before a window closes (event time, s)."
+    )
+    idle_close_s: float = Field(
+        30.0,
+        gt=0,
+        description="If a partition gets no events for this long (wall clock), its watermark "
+        "advances with the wall clock so idle windows still close.",
+    )
+    future_tolerance_s: int = Field(
+        3600, ge=0, description="Events more than this far in the future are rejected."
+    )
+    max_message_bytes: int = Field(
+        1_048_576, ge=1024, description="Larger Kafka messages go to the dead-letter topic."
+    )
+
+    # --- Privacy ---------------------------------------------------------------------------
+    pseudonym_key: SecretStr | None = Field(
+        None, description="HMAC key for pseudonymising person ids (or ..._KEY_FILE)."
+    )
+    pseudonym_key_file: Path | None = Field(
+        None, description="File holding the HMAC key; must be readable by its owner only."
+    )
+    min_group_size: int = Field(
+        5, ge=1, description="k: figures about fewer than k people are suppressed (1 = off)."
+    )
+
+    # --- Exposition ------------------------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Port of /metrics (0 = any).")
+    web_port: int = Field(6066, ge=0, le=65535, description="Faust web port (0 = any free).")
+
+    # --- Process ---------------------------------------------------------------------------
+    data_dir: Path = Field(Path("./var"), description="Local state, keys and logs.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    demo: bool = Field(False, description="Demo mode: creates a pseudonymisation key if missing.")
+
+    @field_validator("clickhouse_dsn")
+    @classmethod
+    def _check_dsn(cls, value: str) -> str:
+        if not value.startswith(("chdb://", "http://", "https://", "clickhouse://")):
+            raise ValueError(f"must start with chdb://, http://, https:// or clickhouse://, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_key_sources(self) -> Settings:
+        if self.pseudonym_key is not None and self.pseudonym_key_file is not None:
+            raise ValueError("set TEILHABE_PSEUDONYM_KEY or TEILHABE_PSEUDONYM_KEY_FILE, not both")
+        return self
+
+    # --- derived ---------------------------------------------------------------------------
+    @property
+    def embedded_broker(self) -> bool:
+        """True when no bootstrap server is configured: the embedded Tansu broker is used."""
+        return not self.kafka_bootstrap.strip()
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        """True when the DSN points at an embedded chDB directory."""
+        return self.clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def chdb_path(self) -> Path:
+        """Directory of the embedded chDB (only meaningful when ``embedded_clickhouse``)."""
+        return Path(self.clickhouse_dsn.removeprefix("chdb://") or str(self.data_dir / "clickhouse"))
+
+    @property
+    def session_timeout_s(self) -> float:
+        """Consumer group session timeout: short on the embedded broker (see DESIGN.md)."""
+        if self.broker_session_timeout_s:
+            return self.broker_session_timeout_s
+        return 6.0 if self.embedded_broker else 30.0
+
+    def read_clickhouse_password(self) -> str:
+        """The ClickHouse password from the environment or its file ('' when unset)."""
+        if self.clickhouse_password is not None:
+            return self.clickhouse_password.get_secret_value()
+        if self.clickhouse_password_file is not None:
+            return self.clickhouse_password_file.read_text().strip()
+        return ""
+
+    def read_pseudonym_key(self) -> bytes:
+        """The HMAC key; in demo mode one is created under ``data_dir`` if none is configured.
+
+        Raises ConfigError (naming the variables) when no key is available, or when the key file
+        can be read by others than its owner.
+        """
+        if self.pseudonym_key is not None:
+            key = self.pseudonym_key.get_secret_value().encode()
+        elif self.pseudonym_key_file is not None:
+            key = _read_private_file(self.pseudonym_key_file, "TEILHABE_PSEUDONYM_KEY_FILE")
+        elif self.demo:
+            key = _read_private_file(ensure_demo_key(self.data_dir), "TEILHABE_PSEUDONYM_KEY_FILE")
+        else:
+            raise ConfigError(
+                "no pseudonymisation key: set TEILHABE_PSEUDONYM_KEY_FILE (a file readable by its "
+                "owner only) or TEILHABE_PSEUDONYM_KEY; `teilhabe keygen FILE` creates one"
+            )
+        if len(key) < 16:
+            raise ConfigError("the pseudonymisation key must be at least 16 bytes long")
+        return key
+
+
+def ensure_demo_key(data_dir: Path) -> Path:
+    """Create ``data_dir/pseudonym.key`` (mode 0600) unless it exists; return its path."""
+    path = data_dir / "pseudonym.key"
+    if not path.exists():
+        write_key_file(path)
+    return path
+
+
+def write_key_file(path: Path) -> None:
+    """Write a fresh random 32-byte hex key to ``path`` with owner-only permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(os.urandom(32).hex())
+
+
+def _read_private_file(path: Path, variable: str) -> bytes:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{variable}: file {str(path)!r} does not exist") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{variable}: {str(path)!r} is readable by group or others (mode {oct(mode & 0o777)});"
+            " run: chmod 600 " + str(path)
+        )
+    return path.read_bytes().strip()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; turn validation errors into one clear ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            var = ENV_PREFIX + field.upper() if err["loc"] else "settings"
+            got = err.get("input")
+            lines.append(f"{var}: {err['msg']} (got {got!r})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (cached). Tests build their own with ``load_settings``."""
+    return load_settings()
