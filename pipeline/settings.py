@@ -47,9 +47,6 @@ class Settings(BaseSettings):
     topic_deadletter: str = Field(
         "teilhabe.deadletter", description="Invalid input with its original bytes and a reason."
     )
-    topic_late: str = Field(
-        "teilhabe.late", description="Events that arrived after their window closed."
-    )
     events_partitions: int = Field(4, ge=1, le=1024, description="Partitions of the input topic.")
     activity_partitions: int = Field(
         4, ge=1, le=1024, description="Partitions of the activity topic (unit of parallelism)."
@@ -89,6 +86,11 @@ class Settings(BaseSettings):
         gt=0,
         description="If a partition gets no events for this long (wall clock), its watermark "
         "advances with the wall clock so idle windows still close.",
+    )
+    idle_close_mode: Literal["wall_clock", "flush_all"] = Field(
+        "wall_clock",
+        description="What an idle partition does: advance its watermark with the wall clock "
+        "(live), or close all its windows (backfill: the input has ended).",
     )
     future_tolerance_s: int = Field(
         3600, ge=0, description="Events more than this far in the future are rejected."

@@ -1,0 +1,118 @@
+"""The Faust app: topics, the directory GlobalTable, and the shared runtime of the agents.
+
+Agents stay thin: they move bytes between topics and call the pure functions in ``pipeline``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+
+from pipeline.clickhouse import get_client
+from pipeline.exporter import PipelineMetrics
+from pipeline.pseudonym import Pseudonymiser
+from pipeline.settings import Settings
+from pipeline.sink import ClickHouseSink
+
+log = logging.getLogger("teilhabe.worker")
+
+
+@dataclass
+class Runtime:
+    """What the agents share inside one worker process."""
+
+    settings: Settings
+    app: faust.App
+    metrics: PipelineMetrics
+    pseudonymise: Pseudonymiser
+    sink: ClickHouseSink
+    events_topic: faust.TopicT
+    activity_topic: faust.TopicT
+    deadletter_topic: faust.TopicT
+    directory: Any  # faust GlobalTable: pseudonym -> {"unit": ..., "cohorts": [...]}
+
+    def lookup(self, pseudonym: str) -> dict[str, Any] | None:
+        """Directory entry of a person (by pseudonym), None when unknown."""
+        raw = self.directory.get(pseudonym)
+        if raw is None:
+            return None
+        if isinstance(raw, bytes | str):
+            try:
+                raw = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return None
+        return raw if isinstance(raw, dict) else None
+
+
+def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> Runtime:
+    """Build the Faust app with its topics, table and agents for ``settings``."""
+    tansu = settings.embedded_broker
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=settings.activity_partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        broker_rebalance_timeout=max(10.0, settings.session_timeout_s * 2),
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=4096,
+        # acks wait for windows to close: never block a rebalance on them
+        stream_wait_empty=False,
+        # Tansu reports the high watermark of a multi-record batch wrongly, so changelog
+        # recovery can stop short; single-record batches avoid it (DESIGN.md). Dev only.
+        producer_max_batch_size=1 if tansu else 16384,
+        producer_linger=0.0 if tansu else 0.005,
+        producer_max_request_size=max(settings.max_message_bytes * 4, 1_048_576),
+        consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4_194_304),
+        logging_config=None,
+    )
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    events_topic = app.topic(
+        settings.topic_events, partitions=settings.events_partitions, internal=False, **raw
+    )
+    activity_topic = app.topic(
+        settings.topic_activity, partitions=settings.activity_partitions, internal=False, **raw
+    )
+    deadletter_topic = app.topic(settings.topic_deadletter, partitions=1, internal=False, **raw)
+    directory_topic = app.topic(
+        settings.topic_directory, partitions=1, internal=False, compacting=True, **raw
+    )
+    directory = app.GlobalTable(
+        "directory",
+        key_type=str,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=1,
+        changelog_topic=directory_topic,
+    )
+    sink = ClickHouseSink(
+        lambda: get_client(settings),
+        settings.clickhouse_database,
+        metrics,
+        consumer_group=settings.app_id,
+        topic=settings.topic_activity,
+    )
+    rt = Runtime(
+        settings=settings,
+        app=app,
+        metrics=metrics,
+        pseudonymise=Pseudonymiser(settings.read_pseudonym_key()),
+        sink=sink,
+        events_topic=events_topic,
+        activity_topic=activity_topic,
+        deadletter_topic=deadletter_topic,
+        directory=directory,
+    )
+    from agents import engagement, ingest
+
+    ingest.register(rt)
+    engagement.register(rt)
+    return rt

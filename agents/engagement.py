@@ -1,0 +1,223 @@
+"""Engagement agent: event-time windows per activity partition, flushed to ClickHouse.
+
+Offsets are acknowledged only once everything before them is in ClickHouse (see
+``pipeline.windows`` for why that makes a restart exact). A failing sink blocks this agent,
+Faust's stream buffer fills and consumption pauses: memory stays bounded, nothing is acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from agents.app import Runtime
+from pipeline.sink import event_row
+from pipeline.windows import ClosedWindow, PartitionWindows
+
+log = logging.getLogger("teilhabe.engagement")
+
+BATCH_MESSAGES = 1000
+BATCH_WITHIN_S = 0.25
+FAILURE_LOG_INTERVAL_S = 30.0
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class PartitionState:
+    """Windows of one partition plus the messages not yet safe to acknowledge."""
+
+    windows: PartitionWindows
+    pending: deque[Any] = field(default_factory=deque)
+    last_message_at: float = field(default_factory=time.monotonic)
+    last_idle_step_at: float = field(default_factory=time.monotonic)
+    dirty: bool = False
+
+
+class EngagementStage:
+    """Holds the state and the flush protocol; the Faust agent only feeds it messages."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        s = rt.settings
+        self.window_ms = s.window_s * 1000
+        self.grace_ms = s.grace_s * 1000
+        self.states: dict[int, PartitionState] = {}
+        self.rows: list[tuple[Any, ...]] = []
+        self.closed: list[ClosedWindow] = []
+        self.last_flush = time.monotonic()
+        self.lock = asyncio.Lock()
+        self._last_failure_log = 0.0
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def state_for(self, partition: int) -> PartitionState:
+        """The partition's state, restored from its last checkpoint on first use."""
+        st = self.states.get(partition)
+        if st is None:
+            cp = await self._with_retry("load checkpoint", self.rt.sink.load_checkpoint, partition)
+            windows = PartitionWindows(partition, self.window_ms, self.grace_ms, cp)
+            if cp is not None:
+                log.info(
+                    "restored partition=%s resume_offset=%s watermark_ms=%s closes=%s",
+                    partition, cp.offset, cp.watermark_ms, len(cp.closes),
+                )
+            st = self.states[partition] = PartitionState(windows)
+        return st
+
+    async def process(self, batch: list[Any]) -> None:
+        """Apply one batch of activity messages, then flush when due."""
+        m = self.rt.metrics
+        async with self.lock:
+            for event in batch:
+                msg = event.message
+                st = await self.state_for(msg.partition)
+                events = orjson.loads(event.value)
+                outcome, closed = st.windows.add(msg.offset, events)
+                event.value = msg.value = None  # the state keeps what it needs
+                st.pending.append(event)
+                st.last_message_at = st.last_idle_step_at = time.monotonic()
+                st.dirty = True
+                m.messages_consumed.labels(msg.topic).inc()
+                if outcome.skipped_message:
+                    continue
+                for ev in outcome.accepted:
+                    self.rows.append(event_row(ev, late=False))
+                    m.events_in.labels(ev["event_type"]).inc()
+                for ev in outcome.late:
+                    self.rows.append(event_row(ev, late=True))
+                m.events_late.inc(len(outcome.late))
+                m.events_duplicate.inc(outcome.duplicates)
+                self.closed.extend(closed)
+            if self._flush_due():
+                await self._flush()
+
+    def _flush_due(self) -> bool:
+        s = self.rt.settings
+        return (
+            bool(self.closed)
+            or len(self.rows) >= s.sink_batch_rows
+            or time.monotonic() - self.last_flush >= s.sink_flush_interval_s
+        )
+
+    async def tick(self) -> None:
+        """Wall-clock duties: close windows of idle partitions, flush on interval, gauges."""
+        s = self.rt.settings
+        now = time.monotonic()
+        async with self.lock:
+            for st in self.states.values():
+                if now - st.last_message_at >= s.idle_close_s:
+                    step_ms = int((now - st.last_idle_step_at) * 1000)
+                    st.last_idle_step_at = now
+                    closed = st.windows.advance_idle(
+                        step_ms, close_all=s.idle_close_mode == "flush_all"
+                    )
+                    if closed:
+                        st.dirty = True
+                        self.closed.extend(closed)
+            self._update_gauges()
+            if self.rows or self.closed or any(st.dirty for st in self.states.values()):
+                if self._flush_due():
+                    await self._flush()
+
+    def _update_gauges(self) -> None:
+        m = self.rt.metrics
+        wall_ms = time.time() * 1000
+        open_events = 0
+        for p, st in self.states.items():
+            wm = st.windows.watermark_ms
+            if wm > 0:
+                m.watermark.labels(str(p)).set(wm / 1000)
+                m.event_time_lag.labels(str(p)).set(max(0.0, (wall_ms - wm) / 1000))
+            open_events += st.windows.open_event_count()
+        m.open_window_events.set(open_events)
+
+    async def _flush(self) -> None:
+        """Write rows, closed windows and checkpoints; then acknowledge what they cover."""
+        rows, closed = self.rows, self.closed
+        checkpoints = {p: st.windows.checkpoint() for p, st in self.states.items() if st.dirty}
+        await self._with_retry("flush", self.rt.sink.flush, rows, closed, checkpoints)
+        self.rows, self.closed = [], []
+        self.last_flush = time.monotonic()
+        for p, cp in checkpoints.items():
+            st = self.states[p]
+            st.dirty = False
+            st.windows.prune(cp)
+            while st.pending and st.pending[0].message.offset < cp.offset:
+                st.pending.popleft().ack()
+        if closed:
+            log.info(
+                "flushed windows=%s rows=%s partitions=%s",
+                len(closed), len(rows), sorted({c.partition for c in closed}),
+            )
+            try:
+                await self._run(self.rt.sink.refresh_engagement_gauges, self.rt.settings.window_s)
+            except Exception as exc:  # noqa: BLE001 - gauges are best effort, facts are not
+                log.warning("engagement gauges not refreshed error=%s", exc)
+
+    async def _with_retry(self, what: str, fn: Any, *args: Any) -> Any:
+        """Run a sink call until it succeeds, backing off; log once per interval, not per try."""
+        backoff = 0.5
+        failures = 0
+        while True:
+            try:
+                return await self._run(fn, *args)
+            except Exception as exc:  # noqa: BLE001 - every sink failure is retried alike
+                failures += 1
+                self.rt.metrics.sink_failures.inc()
+                self.rt.sink.reset()
+                now = time.monotonic()
+                if now - self._last_failure_log >= FAILURE_LOG_INTERVAL_S:
+                    self._last_failure_log = now
+                    log.error(
+                        "clickhouse %s failing, retrying with backoff (no offsets committed) "
+                        "failures=%s error=%s: %s",
+                        what, failures, type(exc).__name__, str(exc)[:300],
+                    )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def on_revoked(self, revoked: set[Any]) -> None:
+        """Flush and forget partitions this worker no longer owns."""
+        mine = {tp.partition for tp in revoked if tp.topic == self.rt.settings.topic_activity}
+        if not mine:
+            return
+        async with self.lock:
+            if self.rows or self.closed:
+                await self._flush()
+            for p in mine:
+                self.states.pop(p, None)
+        log.info("partitions revoked partitions=%s", sorted(mine))
+
+    async def shutdown(self) -> None:
+        """Final flush on a graceful stop (SIGTERM): what is closed reaches ClickHouse."""
+        async with self.lock:
+            if self.rows or self.closed or any(st.dirty for st in self.states.values()):
+                await self._flush()
+
+
+def register(rt: Runtime) -> EngagementStage:
+    """Attach the engagement agent, its timer and its rebalance hook to the app."""
+    stage = EngagementStage(rt)
+
+    @rt.app.agent(rt.activity_topic, name="teilhabe.engagement")
+    async def engagement(stream: Any) -> None:
+        async for batch in stream.noack_take(BATCH_MESSAGES, within=BATCH_WITHIN_S):
+            await stage.process(batch)
+
+    @rt.app.timer(interval=1.0)
+    async def engagement_tick() -> None:
+        await stage.tick()
+
+    @rt.app.on_partitions_revoked.connect
+    async def on_revoked(app: Any, revoked: set[Any], **kwargs: Any) -> None:
+        await stage.on_revoked(revoked)
+
+    rt.app.engagement_stage = stage  # type: ignore[attr-defined]
+    return stage

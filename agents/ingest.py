@@ -1,0 +1,66 @@
+"""Ingest agent: validate -> pseudonymise -> enrich -> route to the activity topic by actor.
+
+Bad input goes to the dead-letter topic with its original bytes and the reason in headers;
+the agent never stops for it. Events leave as one envelope per activity partition per batch,
+so the engagement stage pays Kafka's per-message cost once per batch, not per event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import orjson
+
+from agents.app import Runtime
+from pipeline.ingest import decode_message, enrich, partition_for
+
+log = logging.getLogger("teilhabe.ingest")
+
+BATCH_MESSAGES = 500
+BATCH_WITHIN_S = 0.1
+
+
+def register(rt: Runtime) -> None:
+    """Attach the ingest agent to the app."""
+    s = rt.settings
+    metrics = rt.metrics
+    future_ms = s.future_tolerance_s * 1000
+    partitions = s.activity_partitions
+
+    @rt.app.agent(rt.events_topic, name="teilhabe.ingest")
+    async def ingest(stream: Any) -> None:
+        async for batch in stream.take_events(BATCH_MESSAGES, within=BATCH_WITHIN_S):
+            now_ms = int(time.time() * 1000)
+            routed: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            for event in batch:
+                msg = event.message
+                metrics.messages_consumed.labels(msg.topic).inc()
+                decoded = decode_message(event.value, now_ms, future_ms, s.max_message_bytes)
+                for dead in decoded.dead:
+                    metrics.events_invalid.labels(dead.reason).inc()
+                    metrics.dead_letters.inc()
+                    headers = [
+                        ("reason", dead.reason.encode()),
+                        ("detail", dead.detail.encode()[:500]),
+                        ("source", f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()),
+                    ]
+                    if dead.index is not None:
+                        headers.append(("envelope_index", str(dead.index).encode()))
+                    await rt.deadletter_topic.send(
+                        key=dead.reason.encode(), value=dead.payload, headers=headers
+                    )
+                    log.warning(
+                        "dead letter reason=%s source=%s[%s] offset=%s index=%s",
+                        dead.reason, msg.topic, msg.partition, msg.offset, dead.index,
+                    )
+                for ev in decoded.events:
+                    enrich(ev, rt.pseudonymise, rt.lookup)
+                    del ev["occurred_at"]  # ts carries it; keeps the envelope small
+                    routed[partition_for(ev["actor_id"], partitions)].append(ev)
+            for partition, events in routed.items():
+                await rt.activity_topic.send(
+                    key=str(partition).encode(), value=orjson.dumps(events), partition=partition
+                )

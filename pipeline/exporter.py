@@ -1,0 +1,149 @@
+"""Prometheus metrics of a worker: pipeline health and engagement of the last closed window.
+
+Metrics take a ``registry`` (fresh per test). No label ever carries a person id: labels are
+bounded sets (unit, event type, reason, partition), stated next to each metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from pipeline.contract import EVENT_TYPES
+
+#: Reasons are a closed set so that a hostile input cannot blow up label cardinality.
+INVALID_REASONS = (
+    "empty",
+    "oversized",
+    "not_json",
+    "invalid_utf8",
+    "bad_envelope",
+    "not_an_object",
+    "bad_schema_version",
+    "missing_field",
+    "wrong_type",
+    "too_long",
+    "unknown_event_type",
+    "bad_timestamp",
+    "future_timestamp",
+)
+
+
+@dataclass
+class PipelineMetrics:
+    """All metrics of one worker process, registered in one registry."""
+
+    registry: CollectorRegistry
+    messages_consumed: Counter
+    events_in: Counter
+    events_invalid: Counter
+    events_late: Counter
+    events_duplicate: Counter
+    dead_letters: Counter
+    window_flushes: Counter
+    sink_flush_seconds: Histogram
+    sink_failures: Counter
+    sink_rows: Counter
+    sink_last_success: Gauge
+    watermark: Gauge
+    event_time_lag: Gauge
+    open_window_events: Gauge
+    active_users: Gauge
+    window_events: Gauge
+    window_start: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
+        """Register every metric in ``registry`` (a new one when None)."""
+        r = registry if registry is not None else CollectorRegistry()
+        m = cls(
+            registry=r,
+            messages_consumed=Counter(
+                "teilhabe_messages_consumed", "Kafka messages consumed", ["topic"], registry=r
+            ),
+            events_in=Counter(
+                "teilhabe_events_ingested", "Valid events ingested", ["event_type"], registry=r
+            ),
+            events_invalid=Counter(
+                "teilhabe_events_invalid",
+                "Invalid messages or events, by reason (closed set)",
+                ["reason"],
+                registry=r,
+            ),
+            events_late=Counter(
+                "teilhabe_events_late",
+                "Events that arrived after their window closed (kept in the facts)",
+                registry=r,
+            ),
+            events_duplicate=Counter(
+                "teilhabe_events_duplicate",
+                "Re-delivered event_ids within the de-duplication horizon, counted once",
+                registry=r,
+            ),
+            dead_letters=Counter(
+                "teilhabe_dead_letters", "Records written to the dead-letter topic", registry=r
+            ),
+            window_flushes=Counter(
+                "teilhabe_window_flushes", "Closed windows written to ClickHouse", registry=r
+            ),
+            sink_flush_seconds=Histogram(
+                "teilhabe_sink_flush_seconds",
+                "Duration of one ClickHouse flush (all tables)",
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                registry=r,
+            ),
+            sink_failures=Counter(
+                "teilhabe_sink_failures", "Failed ClickHouse flushes (retried)", registry=r
+            ),
+            sink_rows=Counter(
+                "teilhabe_sink_rows", "Rows written to ClickHouse", ["table"], registry=r
+            ),
+            sink_last_success=Gauge(
+                "teilhabe_sink_last_success_timestamp_seconds",
+                "Unix time of the last successful ClickHouse flush",
+                registry=r,
+            ),
+            watermark=Gauge(
+                "teilhabe_watermark_timestamp_seconds",
+                "Event-time watermark per activity partition",
+                ["partition"],
+                registry=r,
+            ),
+            event_time_lag=Gauge(
+                "teilhabe_event_time_lag_seconds",
+                "Wall clock minus watermark per activity partition",
+                ["partition"],
+                registry=r,
+            ),
+            open_window_events=Gauge(
+                "teilhabe_open_window_events", "Events held in open windows", registry=r
+            ),
+            active_users=Gauge(
+                "teilhabe_engagement_active_users",
+                "Distinct active people per unit in the last closed window (k-suppressed)",
+                ["unit"],
+                registry=r,
+            ),
+            window_events=Gauge(
+                "teilhabe_engagement_events",
+                "Events per unit and type in the last closed window (k-suppressed)",
+                ["unit", "event_type"],
+                registry=r,
+            ),
+            window_start=Gauge(
+                "teilhabe_engagement_window_start_timestamp_seconds",
+                "Start of the window the engagement gauges describe",
+                registry=r,
+            ),
+        )
+        for reason in INVALID_REASONS:
+            m.events_invalid.labels(reason)
+        for event_type in EVENT_TYPES:
+            m.events_in.labels(event_type)
+        return m
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve /metrics on ``host:port`` in a thread; return the bound port."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_address[1])
