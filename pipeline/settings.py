@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field(
         "", description="Kafka bootstrap servers (host:port,...). Empty: start the embedded broker."
     )
+    kafka_flavor: Literal["kafka", "tansu"] = Field(
+        "kafka",
+        description="Broker kind at TEILHABE_KAFKA_BOOTSTRAP; tansu = the embedded dev broker "
+        "(short group timeouts, single-record changelog batches). Set by the demo and tests.",
+    )
     app_id: str = Field("teilhabe", description="Faust app id = Kafka consumer group prefix.")
     topic_events: str = Field("teilhabe.events", description="Input topic: events or envelopes.")
     topic_activity: str = Field(
@@ -140,6 +145,11 @@ class Settings(BaseSettings):
         return not self.kafka_bootstrap.strip()
 
     @property
+    def tansu(self) -> bool:
+        """True when talking to Tansu (embedded or started by the demo): dev-only settings."""
+        return self.embedded_broker or self.kafka_flavor == "tansu"
+
+    @property
     def embedded_clickhouse(self) -> bool:
         """True when the DSN points at an embedded chDB directory."""
         return self.clickhouse_dsn.startswith("chdb://")
@@ -154,7 +164,7 @@ class Settings(BaseSettings):
         """Consumer group session timeout: short on the embedded broker (see DESIGN.md)."""
         if self.broker_session_timeout_s:
             return self.broker_session_timeout_s
-        return 6.0 if self.embedded_broker else 30.0
+        return 6.0 if self.tansu else 30.0
 
     def read_clickhouse_password(self) -> str:
         """The ClickHouse password from the environment or its file ('' when unset)."""

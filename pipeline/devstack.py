@@ -1,0 +1,178 @@
+"""The embedded default as one context: broker, ClickHouse server and N worker processes.
+
+Used by ``teilhabe demo``, ``teilhabe backfill``, the integration tests and the benchmark.
+With ``TEILHABE_KAFKA_BOOTSTRAP`` / an http(s) ClickHouse DSN configured, the same code runs
+against them and starts only the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
+
+from pipeline.broker import EmbeddedBroker, ensure_topics
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DevStack:
+    """Starts what the settings leave embedded, then worker subprocesses on demand."""
+
+    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.extra_env = dict(extra_env or {})
+        self.bootstrap = settings.kafka_bootstrap
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._stack = ExitStack()
+        self.log_dir = settings.data_dir / "logs"
+
+    def __enter__(self) -> DevStack:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.settings.embedded_broker:
+                broker = self._stack.enter_context(EmbeddedBroker(self.log_dir))
+                self.bootstrap = broker.bootstrap
+            ensure_topics(self.bootstrap, self.settings)
+            if self.settings.embedded_clickhouse:
+                from pipeline.clickhouse import ensure_embedded_server
+
+                server = ensure_embedded_server(self.settings)
+                if server is not None:
+                    self._stack.enter_context(server)
+            from pipeline.clickhouse import get_client
+            from pipeline.migrate import migrate
+
+            client = get_client(self.settings)
+            migrate(client, self.settings)
+            client.close()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_workers()
+        self._stack.close()
+
+    def worker_env(self) -> dict[str, str]:
+        """Environment of a worker subprocess: the resolved broker, same everything else."""
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env["TEILHABE_KAFKA_BOOTSTRAP"] = self.bootstrap
+        if self.settings.embedded_broker:
+            env["TEILHABE_KAFKA_FLAVOR"] = "tansu"
+        env["TEILHABE_DATA_DIR"] = str(self.settings.data_dir)
+        env["TEILHABE_CLICKHOUSE_DSN"] = self.settings.clickhouse_dsn
+        env.setdefault("TEILHABE_METRICS_PORT", "0")
+        return env
+
+    def start_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Spawn ``teilhabe worker`` with its log in ``data_dir/logs/worker-N.log``."""
+        n = len(self.workers)
+        log_path = self.log_dir / f"worker-{n}.log"
+        full_env = self.worker_env()
+        full_env.update(env or {})
+        with open(log_path, "ab") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "worker"],
+                env=full_env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.workers.append(proc)
+        log.info("worker started pid=%s log=%s", proc.pid, log_path)
+        return proc
+
+    def stop_workers(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM every worker, SIGKILL what is left after ``timeout_s``."""
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.workers = []
+
+    def worker_metrics_urls(self) -> list[str]:
+        """/metrics URLs of the running workers (from their port files)."""
+        urls = []
+        for proc in self.workers:
+            f = self.settings.data_dir / "run" / f"worker-{proc.pid}.metrics"
+            if f.exists():
+                urls.append(f"http://{self.settings.metrics_host}:{f.read_text().strip()}/metrics")
+        return urls
+
+
+def consumed_fraction(bootstrap: str, settings: Settings) -> tuple[int, int]:
+    """(committed, end) offsets summed over the input and activity topics for the app's group."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="teilhabe-progress")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="teilhabe-progress")
+    try:
+        tps = [
+            TopicPartition(topic, p)
+            for topic, n in (
+                (settings.topic_events, settings.events_partitions),
+                (settings.topic_activity, settings.activity_partitions),
+            )
+            for p in range(n)
+        ]
+        end = consumer.end_offsets(tps)
+        committed = admin.list_consumer_group_offsets(settings.app_id)
+        done = sum(
+            min(committed[tp].offset, end[tp]) if tp in committed and committed[tp].offset >= 0 else 0
+            for tp in tps
+        )
+        return done, sum(end.values())
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def wait_until_drained(
+    bootstrap: str,
+    settings: Settings,
+    timeout_s: float,
+    on_progress: object = None,
+    workers: list[subprocess.Popen[bytes]] | None = None,
+) -> None:
+    """Block until the group has committed every offset of the input and activity topics.
+
+    Offsets of the activity topic are committed only after the windows holding them are in
+    ClickHouse, so "all committed" means "all processed and flushed".
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, end = consumed_fraction(bootstrap, settings)
+        if callable(on_progress):
+            on_progress(done, end)
+        if end > 0 and done >= end:
+            return
+        if workers and all(w.poll() is not None for w in workers):
+            raise RuntimeError("every worker exited before the input was processed")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not drained after {timeout_s:.0f} s ({done}/{end} offsets)")
+        time.sleep(0.5)
+
+
+def ensure_dir(path: Path) -> Path:
+    """mkdir -p, returning the path."""
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,125 @@
+"""Send events and directory records to Kafka (``teilhabe produce``, generator, backfill).
+
+Events go as envelopes of up to ``envelope_size`` events (one Kafka message each) unless
+``envelope_size`` is 1. Directory records are pseudonymised here, before they reach Kafka:
+raw person ids are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaProducer
+
+from pipeline.pseudonym import Pseudonymiser
+
+DEFAULT_ENVELOPE_SIZE = 500
+
+
+def read_jsonl(path: Path) -> Iterator[bytes]:
+    """Non-empty lines of a JSON-lines file, as bytes (undecoded: the worker validates)."""
+    with open(path, "rb") as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                yield line
+
+
+def make_producer(bootstrap: str, max_request_bytes: int = 4_194_304) -> KafkaProducer:
+    """A kafka-python producer tuned for throughput with acks from the leader."""
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=5,
+        batch_size=256 * 1024,
+        max_request_size=max_request_bytes,
+        client_id="teilhabe-producer",
+    )
+
+
+def envelopes(lines: Iterable[bytes], size: int) -> Iterator[tuple[bytes, int]]:
+    """Group raw event lines into envelope messages; yields (message, events in it).
+
+    Lines are spliced in as they are, so an invalid line still reaches the worker (and its
+    dead-letter topic) instead of being judged here.
+    """
+    if size <= 1:
+        for line in lines:
+            yield line, 1
+        return
+    batch: list[bytes] = []
+    for line in lines:
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:
+            yield line, 1  # alone, so it cannot spoil the envelope of its good neighbours
+            continue
+        batch.append(line)
+        if len(batch) >= size:
+            yield _envelope(batch), len(batch)
+            batch = []
+    if batch:
+        yield _envelope(batch), len(batch)
+
+
+def _envelope(lines: list[bytes]) -> bytes:
+    return b'{"schema_version":1,"events":[' + b",".join(lines) + b"]}"
+
+
+def produce_events(
+    producer: KafkaProducer,
+    topic: str,
+    lines: Iterable[bytes],
+    envelope_size: int = DEFAULT_ENVELOPE_SIZE,
+    rate_per_s: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Send event lines to ``topic``; returns the number of events sent.
+
+    ``rate_per_s`` paces the stream (events per second); None sends as fast as possible.
+    """
+    sent = 0
+    started = time.monotonic()
+    for message, n in envelopes(lines, envelope_size):
+        producer.send(topic, value=message)
+        sent += n
+        if progress is not None:
+            progress(n)
+        if rate_per_s:
+            ahead = sent / rate_per_s - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    producer.flush()
+    return sent
+
+
+def directory_messages(
+    records: Iterable[dict[str, Any]], pseudonymise: Pseudonymiser
+) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) of directory records: key = pseudonym, value = unit and attributes."""
+    for rec in records:
+        person = rec.get("person_id")
+        unit = rec.get("unit")
+        if not isinstance(person, str) or not person or not isinstance(unit, str):
+            raise ValueError("a directory record needs person_id and unit (strings)")
+        value = {k: v for k, v in rec.items() if k != "person_id"}
+        yield pseudonymise(person).encode(), orjson.dumps(value)
+
+
+def produce_directory(
+    producer: KafkaProducer,
+    topic: str,
+    records: Iterable[dict[str, Any]],
+    pseudonymise: Pseudonymiser,
+) -> int:
+    """Send directory records one by one (each its own batch: see DESIGN.md on Tansu)."""
+    n = 0
+    for key, value in directory_messages(records, pseudonymise):
+        producer.send(topic, key=key, value=value).get(timeout=30)
+        n += 1
+    producer.flush()
+    return n
