@@ -50,7 +50,6 @@ class Runtime:
 
 def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> Runtime:
     """Build the Faust app with its topics, table and agents for ``settings``."""
-    tansu = settings.embedded_broker
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{bootstrap}",
@@ -66,10 +65,10 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         stream_buffer_maxsize=4096,
         # acks wait for windows to close: never block a rebalance on them
         stream_wait_empty=False,
-        # Tansu reports the high watermark of a multi-record batch wrongly, so changelog
-        # recovery can stop short; single-record batches avoid it (DESIGN.md). Dev only.
-        producer_max_batch_size=1 if tansu else 16384,
-        producer_linger=0.0 if tansu else 0.005,
+        # Tansu's ListOffsets quirk (DESIGN.md) only bites changelog recovery. The window
+        # state recovers from ClickHouse checkpoints, not a changelog, and the directory's
+        # records are produced one per batch (pipeline.producer), so no dev-only setting here.
+        producer_linger=0.005,
         producer_max_request_size=max(settings.max_message_bytes * 4, 1_048_576),
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4_194_304),
         logging_config=None,

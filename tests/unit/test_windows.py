@@ -150,3 +150,22 @@ def test_idle_partition_closes_by_wall_clock() -> None:
 def test_checkpoint_json_round_trip() -> None:
     cp = Checkpoint(17, 123456, {1000: 20, 2000: 25})
     assert Checkpoint.from_json(cp.to_json()) == cp
+
+
+def test_replay_does_not_reopen_a_window_closed_after_the_checkpoint_offset() -> None:
+    """W0 closes after W1 opened; the checkpoint offset is W1's first message. A replay from
+    there must recognise W0's later events as already counted, not reopen W0 with a part."""
+    def ev(i: str, ts: int) -> dict[str, Any]:
+        return {"event_id": i, "ts": ts, "actor_id": i, "actor_unit": "A", "event_type": "view"}
+
+    messages = [[ev("a", 100)], [ev("b", 1100)], [ev("c", 200)], [ev("d", 2500)]]
+    pw = PartitionWindows(0, WINDOW_MS, 1000)
+    closed = run(messages, 1000, pw)
+    assert [c.start_ms for c in closed] == [0]
+    cp = pw.checkpoint()
+    assert cp.offset == 1 and cp.closes == {0: 4}
+    pw2 = PartitionWindows(0, WINDOW_MS, 1000, cp)
+    replayed = run(messages, 1000, pw2, first=cp.offset)
+    replayed += pw2.advance_idle(0, close_all=True)
+    assert 0 not in [c.start_ms for c in replayed]
+    assert as_dict(closed + replayed) == oracle(messages, 1000)
