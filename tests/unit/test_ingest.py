@@ -1,0 +1,149 @@
+"""Contract validation (fast path vs the JSON Schema), dead letters, pseudonymisation."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from hashlib import sha256
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.contract import EVENT_TYPES, load_schema, parse_time_ms, validate_event
+from pipeline.errors import InvalidEvent
+from pipeline.ingest import decode_message, enrich, partition_for
+from pipeline.pseudonym import Pseudonymiser
+
+NOW_MS = 1_800_000_000_000
+FUTURE_MS = 3_600_000
+GOOD = {
+    "event_id": "e-1",
+    "event_type": "reply_created",
+    "occurred_at": "2026-11-24T09:15:02.250Z",
+    "actor_id": "anna@example.org",
+    "target_actor_id": "jonas@example.org",
+    "space_id": "s1",
+}
+SCHEMA_VALIDATOR = jsonschema.Draft202012Validator(load_schema())
+
+
+def decode(value: bytes) -> Any:
+    return decode_message(value, NOW_MS, FUTURE_MS, max_bytes=10_000)
+
+
+def test_good_event_normalised() -> None:
+    out = validate_event(dict(GOOD), NOW_MS, FUTURE_MS)
+    assert out["ts"] == int(datetime(2026, 11, 24, 9, 15, 2, 250000, tzinfo=UTC).timestamp() * 1000)
+    assert out["actor_unit"] is None and out["event_type"] == "reply_created"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not json", "not_json"),
+        (b"\xff\xfe{}", "invalid_utf8"),
+        (b"[1,2]", "not_an_object"),
+        (b"42", "not_an_object"),
+        (orjson.dumps({**GOOD, "event_type": "teleported"}), "unknown_event_type"),
+        (orjson.dumps({k: v for k, v in GOOD.items() if k != "actor_id"}), "missing_field"),
+        (orjson.dumps({**GOOD, "actor_id": 7}), "wrong_type"),
+        (orjson.dumps({**GOOD, "occurred_at": "yesterday"}), "bad_timestamp"),
+        (orjson.dumps({**GOOD, "occurred_at": "2026-11-24T09:15:02+01:00"}), "bad_timestamp"),
+        (orjson.dumps({**GOOD, "occurred_at": "2099-01-01T00:00:00Z"}), "future_timestamp"),
+        (orjson.dumps({**GOOD, "occurred_at": "1960-01-01T00:00:00Z"}), "bad_timestamp"),
+        (orjson.dumps({**GOOD, "event_id": "x" * 201}), "too_long"),
+        (b"{" + b" " * 20_000 + b"}", "oversized"),
+        (orjson.dumps({"events": "nope"}), "bad_envelope"),
+    ],
+)
+def test_bad_messages_become_dead_letters_with_reason(value: bytes, reason: str) -> None:
+    out = decode(value)
+    assert not out.events
+    assert [d.reason for d in out.dead] == [reason]
+    assert out.dead[0].payload == value or out.dead[0].index is not None
+
+
+def test_envelope_keeps_good_neighbours_of_a_bad_event() -> None:
+    bad = {**GOOD, "event_id": "e-2", "event_type": "nope"}
+    env = orjson.dumps({"events": [GOOD, bad, {**GOOD, "event_id": "e-3"}]})
+    out = decode(env)
+    assert [e["event_id"] for e in out.events] == ["e-1", "e-3"]
+    assert [(d.reason, d.index) for d in out.dead] == [("unknown_event_type", 1)]
+    assert orjson.loads(out.dead[0].payload) == bad
+
+
+def test_deeply_nested_document_is_a_dead_letter_not_a_crash() -> None:
+    out = decode(b"[" * 5000 + b"]" * 5000)
+    assert [d.reason for d in out.dead] == ["not_json"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+    max_leaves=5,
+)
+field_values = st.one_of(
+    json_values,
+    st.sampled_from(sorted(EVENT_TYPES)),
+    st.sampled_from(["2026-11-24T09:15:02Z", "2026-11-24T09:15:02.1+00:00", "2026-13-40T99:00:00Z"]),
+)
+candidate = st.fixed_dictionaries(
+    {},
+    optional={
+        k: field_values
+        for k in [
+            "event_id", "event_type", "occurred_at", "actor_id", "actor_unit", "target_actor_id",
+            "space_id", "content_id", "schema_version",
+        ]
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(candidate)
+def test_fast_validator_agrees_with_the_json_schema(doc: dict[str, Any]) -> None:
+    """The hot-path validator accepts exactly what the published JSON Schema accepts
+    (time range checks aside, which a schema cannot express)."""
+    schema_ok = SCHEMA_VALIDATOR.is_valid(doc)
+    try:
+        validate_event(doc, NOW_MS, 10**15)
+        fast_ok = True
+    except InvalidEvent as exc:
+        fast_ok = False
+        if exc.reason == "bad_timestamp" and schema_ok:
+            return  # calendar-invalid dates match the pattern but are not times
+    assert fast_ok == schema_ok, doc
+
+
+def test_parse_time_fractions() -> None:
+    assert parse_time_ms("1970-01-01T00:00:01.5Z") == 1500
+    assert parse_time_ms("1970-01-01T00:00:01.123456789+00:00") == 1123
+
+
+def test_pseudonym_is_keyed_stable_and_not_a_plain_hash() -> None:
+    p1, p2 = Pseudonymiser(b"k" * 32), Pseudonymiser(b"j" * 32)
+    assert p1("anna") == p1("anna") != p1("jonas")
+    assert p1("anna") != p2("anna")
+    assert p1("anna") != sha256(b"anna").hexdigest()[:32]
+    assert p1("anna") == hmac.new(b"k" * 32, b"anna", sha256).hexdigest()[:32]
+    assert len(p1("anna")) == 32 and "anna" not in p1("anna")
+
+
+def test_enrich_pseudonymises_and_fills_units_from_directory() -> None:
+    p = Pseudonymiser(b"k" * 32)
+    directory = {p("anna@example.org"): {"unit": "IT"}}
+    ev = enrich(validate_event(dict(GOOD), NOW_MS, FUTURE_MS), p, directory.get)
+    assert ev["actor_id"] == p("anna@example.org") and ev["actor_unit"] == "IT"
+    assert ev["target_actor_id"] == p("jonas@example.org") and ev["target_unit"] == "unknown"
+    assert "anna" not in orjson.dumps(ev).decode()
+
+
+def test_partition_by_actor_is_stable_and_spread() -> None:
+    p = Pseudonymiser(b"k" * 32)
+    parts = [partition_for(p(f"user{i}"), 4) for i in range(400)]
+    assert parts == [partition_for(p(f"user{i}"), 4) for i in range(400)]
+    assert all(60 < parts.count(k) < 140 for k in range(4))
