@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     kafka_flavor: Literal["kafka", "tansu"] = Field(
         "kafka",
         description="Broker kind at TEILHABE_KAFKA_BOOTSTRAP; tansu = the embedded dev broker "
-        "(short group timeouts, single-record changelog batches). Set by the demo and tests.",
+        "(short consumer group timeouts). Set by the demo and tests for the workers they start.",
     )
     app_id: str = Field("teilhabe", description="Faust app id = Kafka consumer group prefix.")
     topic_events: str = Field("teilhabe.events", description="Input topic: events or envelopes.")
@@ -118,7 +118,6 @@ class Settings(BaseSettings):
     # --- Exposition ------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of /metrics (0 = any).")
-    web_port: int = Field(6066, ge=0, le=65535, description="Faust web port (0 = any free).")
 
     # --- Process ---------------------------------------------------------------------------
     data_dir: Path = Field(Path("./var"), description="Local state, keys and logs.")

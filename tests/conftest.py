@@ -1,0 +1,42 @@
+"""Shared fixtures: settings + environment for real components in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings, load_settings
+
+TEST_KEY = "teilhabe-test-key-0123456789abcdef"
+
+
+def configure(mp: pytest.MonkeyPatch, root: Path, **values: object) -> Settings:
+    """Settings for a run under ``root``, mirrored into the environment so that worker
+    subprocesses read exactly the same configuration."""
+    base: dict[str, object] = {
+        "data_dir": root / "var",
+        "clickhouse_dsn": f"chdb://{root / 'var' / 'clickhouse'}",
+        "pseudonym_key": TEST_KEY,
+        "min_group_size": 1,
+        "metrics_port": 0,
+    }
+    base.update(values)
+    for key in list(os.environ):
+        if key.startswith("TEILHABE_"):
+            mp.delenv(key)
+    for key, value in base.items():
+        mp.setenv(f"TEILHABE_{key.upper()}", str(value))
+    return load_settings()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Factory fixture around ``configure`` for one test's temporary directory."""
+
+    def factory(**values: object) -> Settings:
+        return configure(monkeypatch, tmp_path, **values)
+
+    return factory

@@ -1,0 +1,182 @@
+"""End to end on the real embedded broker (Tansu) and chDB: generated organisation -> Kafka ->
+workers -> ClickHouse and /metrics, checked against a plain recomputation from the JSONL."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaConsumer
+
+from pipeline import generator as gen
+from pipeline.devstack import DevStack, wait_until_drained
+from pipeline.producer import make_producer, produce_directory, produce_events, read_jsonl
+from pipeline.pseudonym import Pseudonymiser
+from pipeline.settings import Settings
+from tests.conftest import configure
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 3600
+BAD_LINES = {
+    b"this is not json": "not_json",
+    orjson.dumps({"event_id": "bad-1", "event_type": "teleported", "occurred_at": "2026-01-05T10:00:00Z", "actor_id": "x"}): "unknown_event_type",
+    orjson.dumps({"event_id": "bad-2", "event_type": "view", "occurred_at": "2026-01-05T10:00:00Z"}): "missing_field",
+    orjson.dumps({"event_id": "bad-3", "event_type": "view", "occurred_at": "2999-01-05T10:00:00Z", "actor_id": "x"}): "future_timestamp",
+    orjson.dumps({"event_id": "bad-4", "event_type": "view", "occurred_at": "2026-01-05T10:00:00Z", "actor_id": 17}): "wrong_type",
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict[str, Any]], dict[str, str]]:
+    """A seeded organisation (2 days) as JSONL, with invalid lines mixed in."""
+    d = tmp_path_factory.mktemp("data")
+    spec = gen.OrgSpec(seed=7, start=datetime(2026, 1, 5, tzinfo=UTC), days=2)
+    events_path, dir_path = d / "events.jsonl", d / "directory.jsonl"
+    gen.write_jsonl(gen.Organisation(spec), events_path, dir_path)
+    good = [orjson.loads(line) for line in read_jsonl(events_path)]
+    mixed = d / "mixed.jsonl"
+    with open(mixed, "wb") as fh:
+        bad = list(BAD_LINES)
+        step = max(1, len(good) // (len(bad) + 1))
+        for i, line in enumerate(read_jsonl(events_path)):
+            fh.write(line + b"\n")
+            if i % step == step - 1 and bad:
+                fh.write(bad.pop() + b"\n")
+    units = {r["person_id"]: r["unit"] for r in map(orjson.loads, read_jsonl(dir_path))}
+    return mixed, dir_path, good, units
+
+
+def oracle(events: list[dict[str, Any]], units: dict[str, str]) -> dict[tuple[int, str], tuple[int, int]]:
+    """(window start s, unit) -> (distinct actors, events); de-duplicated by event_id."""
+    seen: set[str] = set()
+    actors: dict[tuple[int, str], set[str]] = defaultdict(set)
+    counts: Counter[tuple[int, str]] = Counter()
+    for ev in events:
+        if ev["event_id"] in seen:
+            continue
+        seen.add(ev["event_id"])
+        t = datetime.fromisoformat(ev["occurred_at"].replace("Z", "+00:00")).timestamp()
+        key = (int(t) // WINDOW_S * WINDOW_S, ev.get("actor_unit") or units.get(ev["actor_id"], "unknown"))
+        actors[key].add(ev["actor_id"])
+        counts[key] += 1
+    return {k: (len(actors[k]), counts[k]) for k in actors}
+
+
+def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int) -> dict[str, Any]:
+    """Produce the file, run ``workers`` workers until drained; collect what they produced."""
+    from pipeline.backfill import BACKFILL_ENV
+    from pipeline.clickhouse import get_client
+
+    with DevStack(settings, extra_env=BACKFILL_ENV) as stack:
+        producer = make_producer(stack.bootstrap)
+        produce_directory(
+            producer, settings.topic_directory,
+            map(orjson.loads, read_jsonl(directory)), Pseudonymiser(settings.read_pseudonym_key()),
+        )
+        for _ in range(workers):
+            stack.start_worker()
+        produce_events(producer, settings.topic_events, read_jsonl(mixed), envelope_size=200)
+        producer.close()
+        wait_until_drained(stack.bootstrap, settings, 240, workers=stack.workers)
+        metrics = [urllib.request.urlopen(u, timeout=5).read().decode() for u in stack.worker_metrics_urls()]
+        dlq = KafkaConsumer(
+            settings.topic_deadletter, bootstrap_servers=stack.bootstrap,
+            auto_offset_reset="earliest", consumer_timeout_ms=3000,
+        )
+        dead = [(dict(m.headers)["reason"].decode(), m.value) for m in dlq]
+        dlq.close()
+        client = get_client(settings)
+        db = settings.clickhouse_database
+        windows = client.query(
+            f"SELECT toUnixTimestamp(window_start), unit, sum(active_users), sum(events) "
+            f"FROM {db}.engagement_window_partials FINAL GROUP BY 1, 2"
+        ).result_rows
+        facts = client.query(f"SELECT count(), countIf(is_late = 1), uniqExact(event_id) FROM {db}.events FINAL").result_rows[0]
+        ids = client.query(f"SELECT DISTINCT actor_id FROM {db}.events").result_rows
+        client.close()
+    return {
+        "windows": {(int(t), u): (int(a), int(e)) for t, u, a, e in windows},
+        "facts": facts,
+        "dead": dead,
+        "metrics": metrics,
+        "actor_ids": {r[0] for r in ids},
+    }
+
+
+def metric_sum(texts: list[str], name: str, label: str = "") -> float:
+    total = 0.0
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith(name) and label in line and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture(scope="module")
+def one_worker(dataset: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    mp = pytest.MonkeyPatch()
+    try:
+        settings = _settings(mp, tmp_path_factory.mktemp("one"))
+        return run_pipeline(settings, dataset[0], dataset[1], workers=1)
+    finally:
+        mp.undo()
+
+
+def _settings(mp: pytest.MonkeyPatch, root: Path) -> Settings:
+    return configure(mp, root, window_s=WINDOW_S, grace_s=1800)
+
+
+def test_clickhouse_windows_equal_the_oracle(one_worker: dict[str, Any], dataset: Any) -> None:
+    _, _, good, units = dataset
+    expected = oracle(good, units)
+    assert one_worker["facts"][1] == 0, "input in time order: nothing may be late here"
+    assert one_worker["windows"] == expected
+
+
+def test_event_facts_complete_and_deduplicated(one_worker: dict[str, Any], dataset: Any) -> None:
+    good = dataset[2]
+    n, _late, distinct = one_worker["facts"]
+    assert n == distinct == len({e["event_id"] for e in good})
+
+
+def test_invalid_messages_all_in_dead_letter_topic(one_worker: dict[str, Any]) -> None:
+    got = Counter(reason for reason, _ in one_worker["dead"])
+    assert got == Counter(BAD_LINES.values())
+    payloads = {v for _, v in one_worker["dead"]}
+    assert b"this is not json" in payloads
+
+
+def test_metrics_expose_counts_and_gauges(one_worker: dict[str, Any], dataset: Any) -> None:
+    texts = one_worker["metrics"]
+    assert metric_sum(texts, "teilhabe_events_ingested_total") == len(dataset[2])
+    for reason, n in Counter(BAD_LINES.values()).items():
+        assert metric_sum(texts, "teilhabe_events_invalid_total", f'reason="{reason}"') == n
+    assert metric_sum(texts, "teilhabe_engagement_active_users") > 0
+    assert metric_sum(texts, "teilhabe_window_flushes_total") > 0
+
+
+def test_no_raw_ids_reach_clickhouse(one_worker: dict[str, Any], dataset: Any) -> None:
+    raw = {e["actor_id"] for e in dataset[2]}
+    assert not raw & one_worker["actor_ids"]
+    assert all(len(a) == 32 for a in one_worker["actor_ids"])
+
+
+def test_two_workers_give_the_same_totals(
+    one_worker: dict[str, Any], dataset: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    mp = pytest.MonkeyPatch()
+    try:
+        settings = _settings(mp, tmp_path_factory.mktemp("two"))
+        two = run_pipeline(settings, dataset[0], dataset[1], workers=2)
+    finally:
+        mp.undo()
+    assert two["windows"] == one_worker["windows"]
+    assert two["facts"] == one_worker["facts"]
+    assert len(two["metrics"]) == 2
