@@ -11,8 +11,8 @@ from typing import Any
 
 import faust
 import orjson
-
 from pipeline.clickhouse import get_client
+
 from pipeline.exporter import PipelineMetrics
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
@@ -73,17 +73,21 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4_194_304),
         logging_config=None,
     )
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    events_topic = app.topic(
-        settings.topic_events, partitions=settings.events_partitions, internal=False, **raw
-    )
-    activity_topic = app.topic(
-        settings.topic_activity, partitions=settings.activity_partitions, internal=False, **raw
-    )
-    deadletter_topic = app.topic(settings.topic_deadletter, partitions=1, internal=False, **raw)
-    directory_topic = app.topic(
-        settings.topic_directory, partitions=1, internal=False, compacting=True, **raw
-    )
+
+    def raw_topic(name: str, partitions: int, compacting: bool = False) -> faust.TopicT:
+        return app.topic(
+            name,
+            partitions=partitions,
+            internal=False,
+            compacting=compacting,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+    events_topic = raw_topic(settings.topic_events, settings.events_partitions)
+    activity_topic = raw_topic(settings.topic_activity, settings.activity_partitions)
+    deadletter_topic = raw_topic(settings.topic_deadletter, 1)
+    directory_topic = raw_topic(settings.topic_directory, 1, compacting=True)
     directory = app.GlobalTable(
         "directory",
         key_type=str,

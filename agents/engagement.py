@@ -66,7 +66,10 @@ class EngagementStage:
             if cp is not None:
                 log.info(
                     "restored partition=%s resume_offset=%s watermark_ms=%s closes=%s",
-                    partition, cp.offset, cp.watermark_ms, len(cp.closes),
+                    partition,
+                    cp.offset,
+                    cp.watermark_ms,
+                    len(cp.closes),
                 )
             st = self.states[partition] = PartitionState(windows)
         return st
@@ -154,7 +157,9 @@ class EngagementStage:
         if closed:
             log.info(
                 "flushed windows=%s rows=%s partitions=%s",
-                len(closed), len(rows), sorted({c.partition for c in closed}),
+                len(closed),
+                len(rows),
+                sorted({c.partition for c in closed}),
             )
             try:
                 await self._run(self.rt.sink.refresh_engagement_gauges, self.rt.settings.window_s)
@@ -178,7 +183,10 @@ class EngagementStage:
                     log.error(
                         "clickhouse %s failing, retrying with backoff (no offsets committed) "
                         "failures=%s error=%s: %s",
-                        what, failures, type(exc).__name__, str(exc)[:300],
+                        what,
+                        failures,
+                        type(exc).__name__,
+                        str(exc)[:300],
                     )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -215,9 +223,10 @@ def register(rt: Runtime) -> EngagementStage:
     async def engagement_tick() -> None:
         await stage.tick()
 
-    @rt.app.on_partitions_revoked.connect
     async def on_revoked(app: Any, revoked: set[Any], **kwargs: Any) -> None:
         await stage.on_revoked(revoked)
+
+    rt.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
 
     rt.app.engagement_stage = stage  # type: ignore[attr-defined]
     return stage

@@ -54,7 +54,11 @@ def register(rt: Runtime) -> None:
                     )
                     log.warning(
                         "dead letter reason=%s source=%s[%s] offset=%s index=%s",
-                        dead.reason, msg.topic, msg.partition, msg.offset, dead.index,
+                        dead.reason,
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        dead.index,
                     )
                 for ev in decoded.events:
                     enrich(ev, rt.pseudonymise, rt.lookup)

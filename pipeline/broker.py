@@ -32,7 +32,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Wait until ``host:port`` accepts connections; BrokerError after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -81,9 +83,12 @@ class EmbeddedBroker:
         cmd = [
             str(binary),
             "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ]
         with open(self.log_path, "ab") as log_fh:
             self.proc = subprocess.Popen(
@@ -126,9 +131,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic_events, settings.events_partitions, 1),
         NewTopic(settings.topic_activity, settings.activity_partitions, 1),
         NewTopic(settings.topic_deadletter, 1, 1),
-        NewTopic(
-            settings.topic_directory, 1, 1, topic_configs={"cleanup.policy": "compact"}
-        ),
+        NewTopic(settings.topic_directory, 1, 1, topic_configs={"cleanup.policy": "compact"}),
     ]
 
 

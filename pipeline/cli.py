@@ -69,9 +69,7 @@ def migrate() -> None:
 @app.command()
 def query(
     sql: Annotated[str, typer.Argument(help="SQL to run, e.g. 'SELECT * FROM engagement_windows'")],
-    fmt: Annotated[
-        str, typer.Option("--format", "-f", help="table, json or csv")
-    ] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv")] = "table",
 ) -> None:
     """Run SQL against the configured ClickHouse and print the result."""
     from pipeline.clickhouse import ensure_embedded_server, format_rows, get_client, run_query
@@ -92,11 +90,13 @@ def query(
         raise _fail(exc) from None
     except Exception as exc:  # noqa: BLE001 - show ClickHouse's own message
         raise _fail(exc) from None
-    typer.echo(format_rows(columns, rows, fmt))  # type: ignore[arg-type]
+    typer.echo(format_rows(columns, rows, fmt))  # type: ignore[arg-type,unused-ignore]
 
 
 @app.command()
-def keygen(path: Annotated[Path, typer.Argument(help="Where to write the key (mode 0600)")]) -> None:
+def keygen(
+    path: Annotated[Path, typer.Argument(help="Where to write the key (mode 0600)")],
+) -> None:
     """Create a pseudonymisation key file readable by its owner only."""
     if path.exists():
         typer.secho(f"{path} exists; refusing to overwrite a key", fg="red", err=True)
@@ -109,7 +109,8 @@ def keygen(path: Annotated[Path, typer.Argument(help="Where to write the key (mo
 def generate(
     out: Annotated[Path | None, typer.Option(help="Write events as JSON lines here")] = None,
     directory_out: Annotated[
-        Path | None, typer.Option("--directory-out", help="Directory JSON lines (default: beside --out)")
+        Path | None,
+        typer.Option("--directory-out", help="Directory JSON lines (default: beside --out)"),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same organisation)")] = 42,
     days: Annotated[float, typer.Option(help="Days of history to generate")] = 7.0,
@@ -121,7 +122,9 @@ def generate(
     drop_from: Annotated[str | None, typer.Option(help="When the drop starts (RFC 3339)")] = None,
     drop_factor: Annotated[float, typer.Option(help="Activity multiplier after the drop")] = 0.3,
     live: Annotated[bool, typer.Option(help="Produce live events (now) to Kafka, endless")] = False,
-    rate: Annotated[float, typer.Option(help="Events/s for --live (0 = as fast as possible)")] = 50.0,
+    rate: Annotated[
+        float, typer.Option(help="Events/s for --live (0 = as fast as possible)")
+    ] = 50.0,
 ) -> None:
     """Generate a synthetic organisation: a JSON-lines history, or a live stream to Kafka."""
     from pipeline import generator as gen
@@ -152,7 +155,9 @@ def generate(
             raise typer.Exit(2)
         producer = make_producer(s.kafka_bootstrap)
         produce_directory(
-            producer, s.topic_directory, org.directory_records(),
+            producer,
+            s.topic_directory,
+            org.directory_records(),
             Pseudonymiser(s.read_pseudonym_key()),
         )
         lines = (orjson.dumps(ev) for ev in gen.live_events(org, rate or 1e9))
@@ -173,7 +178,9 @@ def produce(
         Path | None, typer.Option(help="Directory JSON lines to send first")
     ] = None,
     envelope_size: Annotated[int, typer.Option(help="Events per Kafka message")] = 500,
-    no_envelope: Annotated[bool, typer.Option("--no-envelope", help="One event per message")] = False,
+    no_envelope: Annotated[
+        bool, typer.Option("--no-envelope", help="One event per message")
+    ] = False,
     rate: Annotated[float, typer.Option(help="Events/s (0 = as fast as possible)")] = 0.0,
 ) -> None:
     """Send a JSON-lines file to the events topic (batched into envelopes)."""
@@ -197,8 +204,11 @@ def produce(
         )
         typer.echo(f"directory: {n} people")
     n = produce_events(
-        producer, s.topic_events, read_jsonl(file),
-        envelope_size=1 if no_envelope else envelope_size, rate_per_s=rate or None,
+        producer,
+        s.topic_events,
+        read_jsonl(file),
+        envelope_size=1 if no_envelope else envelope_size,
+        rate_per_s=rate or None,
     )
     typer.echo(f"sent {n} events to {s.topic_events}")
 

@@ -70,7 +70,9 @@ def run_demo(settings: Settings, rate: float, workers: int = 1, seconds: float =
     console.print("demo stopped; data stays in " + str(settings.data_dir))
 
 
-def _view(settings: Settings, stack: DevStack, client: object, generator: subprocess.Popen[bytes]) -> Group:
+def _view(
+    settings: Settings, stack: DevStack, client: object, generator: subprocess.Popen[bytes]
+) -> Group:
     db = settings.clickhouse_database
     window_ms = settings.window_s * 1000
     now_ms = int(time.time() * 1000)
@@ -79,7 +81,8 @@ def _view(settings: Settings, stack: DevStack, client: object, generator: subpro
     rows = client.query(  # type: ignore[attr-defined]
         f"SELECT actor_unit, uniqExact(actor_id) AS active, count() AS events, "
         f"countIf(event_type IN ('post_created','reply_created','idea_submitted')) AS contrib "
-        f"FROM {db}.events FINAL WHERE ts_ms >= {{s:Int64}} GROUP BY actor_unit ORDER BY actor_unit",
+        f"FROM {db}.events FINAL WHERE ts_ms >= {{s:Int64}} "
+        "GROUP BY actor_unit ORDER BY actor_unit",
         parameters={"s": start_ms},
     ).result_rows
     window = datetime.fromtimestamp(start_ms / 1000, tz=UTC).strftime("%H:%M:%S")
@@ -98,7 +101,7 @@ def _view(settings: Settings, stack: DevStack, client: object, generator: subpro
         f"workers alive [cyan]{alive}[/]  generator "
         f"[cyan]{'running' if generator.poll() is None else 'stopped'}[/]\n"
         f"metrics {' '.join(stack.worker_metrics_urls()) or '(starting)'}\n"
-        f"events in ClickHouse: [bold]{total}[/]   query: teilhabe query \"SELECT * FROM "
-        f"{db}.engagement_windows ORDER BY window_start DESC LIMIT 10\"   Ctrl-C stops"
+        f'events in ClickHouse: [bold]{total}[/]   query: teilhabe query "SELECT * FROM '
+        f'{db}.engagement_windows ORDER BY window_start DESC LIMIT 10"   Ctrl-C stops'
     )
     return Group(info, table)

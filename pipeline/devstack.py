@@ -137,7 +137,9 @@ def consumed_fraction(bootstrap: str, settings: Settings) -> tuple[int, int]:
         end = consumer.end_offsets(tps)
         committed = admin.list_consumer_group_offsets(settings.app_id)
         done = sum(
-            min(committed[tp].offset, end[tp]) if tp in committed and committed[tp].offset >= 0 else 0
+            min(committed[tp].offset, end[tp])
+            if tp in committed and committed[tp].offset >= 0
+            else 0
             for tp in tps
         )
         return done, sum(end.values())

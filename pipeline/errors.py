@@ -17,7 +17,7 @@ class SinkError(TeilhabeError):
     """ClickHouse rejected or could not take a write; the batch is kept and retried."""
 
 
-class InvalidEvent(TeilhabeError):
+class InvalidEvent(TeilhabeError):  # noqa: N818 - reads better at raise sites
     """An input message or event breaks the contract; ``reason`` is a stable short code."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

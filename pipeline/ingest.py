@@ -49,9 +49,7 @@ def decode_message(
         out.dead.append(DeadLetter("empty", "message has no value", b""))
         return out
     if len(value) > max_bytes:
-        out.dead.append(
-            DeadLetter("oversized", f"{len(value)} bytes > limit {max_bytes}", value)
-        )
+        out.dead.append(DeadLetter("oversized", f"{len(value)} bytes > limit {max_bytes}", value))
         return out
     try:
         doc = orjson.loads(value)

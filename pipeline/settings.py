@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     app_id: str = Field("teilhabe", description="Faust app id = Kafka consumer group prefix.")
     topic_events: str = Field("teilhabe.events", description="Input topic: events or envelopes.")
     topic_activity: str = Field(
-        "teilhabe.activity", description="Internal topic: valid pseudonymised events keyed by actor."
+        "teilhabe.activity",
+        description="Internal topic: valid pseudonymised events keyed by actor.",
     )
     topic_directory: str = Field(
         "teilhabe.directory", description="Compacted org directory topic (person -> unit, cohorts)."
@@ -121,14 +122,18 @@ class Settings(BaseSettings):
 
     # --- Process ---------------------------------------------------------------------------
     data_dir: Path = Field(Path("./var"), description="Local state, keys and logs.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
     demo: bool = Field(False, description="Demo mode: creates a pseudonymisation key if missing.")
 
     @field_validator("clickhouse_dsn")
     @classmethod
     def _check_dsn(cls, value: str) -> str:
         if not value.startswith(("chdb://", "http://", "https://", "clickhouse://")):
-            raise ValueError(f"must start with chdb://, http://, https:// or clickhouse://, got {value!r}")
+            raise ValueError(
+                f"must start with chdb://, http://, https:// or clickhouse://, got {value!r}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -156,7 +161,9 @@ class Settings(BaseSettings):
     @property
     def chdb_path(self) -> Path:
         """Directory of the embedded chDB (only meaningful when ``embedded_clickhouse``)."""
-        return Path(self.clickhouse_dsn.removeprefix("chdb://") or str(self.data_dir / "clickhouse"))
+        return Path(
+            self.clickhouse_dsn.removeprefix("chdb://") or str(self.data_dir / "clickhouse")
+        )
 
     @property
     def session_timeout_s(self) -> float:

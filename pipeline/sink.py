@@ -140,18 +140,14 @@ class ClickHouseSink:
             self.metrics.sink_rows.labels("events").inc(len(events))
         rows = [row for c in closed for row in window_rows(c)]
         if rows:
-            client.insert(
-                f"{db}.engagement_window_partials", rows, column_names=WINDOW_COLUMNS
-            )
+            client.insert(f"{db}.engagement_window_partials", rows, column_names=WINDOW_COLUMNS)
             self.metrics.sink_rows.labels("engagement_window_partials").inc(len(rows))
         if checkpoints:
             cp_rows = [
                 (self.group, self.topic, p, cp.offset, orjson.dumps(cp.to_json()).decode())
                 for p, cp in sorted(checkpoints.items())
             ]
-            client.insert(
-                f"{db}.stream_checkpoints", cp_rows, column_names=CHECKPOINT_COLUMNS
-            )
+            client.insert(f"{db}.stream_checkpoints", cp_rows, column_names=CHECKPOINT_COLUMNS)
         self.metrics.sink_flush_seconds.observe(time.perf_counter() - started)
         self.metrics.sink_last_success.set_to_current_time()
         self.metrics.window_flushes.inc(len(closed))

@@ -188,9 +188,7 @@ class PartitionWindows:
         return self._close_ready()
 
     def _close_ready(self) -> list[ClosedWindow]:
-        due = [
-            s for s in self.open if s + self.window_ms + self.grace_ms <= self.watermark_ms
-        ]
+        due = [s for s in self.open if s + self.window_ms + self.grace_ms <= self.watermark_ms]
         closed = []
         for start in sorted(due):
             win = self.open.pop(start)

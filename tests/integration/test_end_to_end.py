@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,40 @@ pytestmark = pytest.mark.integration
 WINDOW_S = 3600
 BAD_LINES = {
     b"this is not json": "not_json",
-    orjson.dumps({"event_id": "bad-1", "event_type": "teleported", "occurred_at": "2026-01-05T10:00:00Z", "actor_id": "x"}): "unknown_event_type",
-    orjson.dumps({"event_id": "bad-2", "event_type": "view", "occurred_at": "2026-01-05T10:00:00Z"}): "missing_field",
-    orjson.dumps({"event_id": "bad-3", "event_type": "view", "occurred_at": "2999-01-05T10:00:00Z", "actor_id": "x"}): "future_timestamp",
-    orjson.dumps({"event_id": "bad-4", "event_type": "view", "occurred_at": "2026-01-05T10:00:00Z", "actor_id": 17}): "wrong_type",
+    orjson.dumps(
+        {
+            "event_id": "bad-1",
+            "event_type": "teleported",
+            "occurred_at": "2026-01-05T10:00:00Z",
+            "actor_id": "x",
+        }
+    ): "unknown_event_type",
+    orjson.dumps(
+        {"event_id": "bad-2", "event_type": "view", "occurred_at": "2026-01-05T10:00:00Z"}
+    ): "missing_field",
+    orjson.dumps(
+        {
+            "event_id": "bad-3",
+            "event_type": "view",
+            "occurred_at": "2999-01-05T10:00:00Z",
+            "actor_id": "x",
+        }
+    ): "future_timestamp",
+    orjson.dumps(
+        {
+            "event_id": "bad-4",
+            "event_type": "view",
+            "occurred_at": "2026-01-05T10:00:00Z",
+            "actor_id": 17,
+        }
+    ): "wrong_type",
 }
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict[str, Any]], dict[str, str]]:
+def dataset(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path, list[dict[str, Any]], dict[str, str]]:
     """A seeded organisation (2 days) as JSONL, with invalid lines mixed in."""
     d = tmp_path_factory.mktemp("data")
     spec = gen.OrgSpec(seed=7, start=datetime(2026, 1, 5, tzinfo=UTC), days=2)
@@ -53,7 +77,9 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
     return mixed, dir_path, good, units
 
 
-def oracle(events: list[dict[str, Any]], units: dict[str, str]) -> dict[tuple[int, str], tuple[int, int]]:
+def oracle(
+    events: list[dict[str, Any]], units: dict[str, str]
+) -> dict[tuple[int, str], tuple[int, int]]:
     """(window start s, unit) -> (distinct actors, events); de-duplicated by event_id."""
     seen: set[str] = set()
     actors: dict[tuple[int, str], set[str]] = defaultdict(set)
@@ -63,7 +89,10 @@ def oracle(events: list[dict[str, Any]], units: dict[str, str]) -> dict[tuple[in
             continue
         seen.add(ev["event_id"])
         t = datetime.fromisoformat(ev["occurred_at"].replace("Z", "+00:00")).timestamp()
-        key = (int(t) // WINDOW_S * WINDOW_S, ev.get("actor_unit") or units.get(ev["actor_id"], "unknown"))
+        key = (
+            int(t) // WINDOW_S * WINDOW_S,
+            ev.get("actor_unit") or units.get(ev["actor_id"], "unknown"),
+        )
         actors[key].add(ev["actor_id"])
         counts[key] += 1
     return {k: (len(actors[k]), counts[k]) for k in actors}
@@ -71,24 +100,32 @@ def oracle(events: list[dict[str, Any]], units: dict[str, str]) -> dict[tuple[in
 
 def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int) -> dict[str, Any]:
     """Produce the file, run ``workers`` workers until drained; collect what they produced."""
-    from pipeline.backfill import BACKFILL_ENV
     from pipeline.clickhouse import get_client
+
+    from pipeline.backfill import BACKFILL_ENV
 
     with DevStack(settings, extra_env=BACKFILL_ENV) as stack:
         producer = make_producer(stack.bootstrap)
         produce_directory(
-            producer, settings.topic_directory,
-            map(orjson.loads, read_jsonl(directory)), Pseudonymiser(settings.read_pseudonym_key()),
+            producer,
+            settings.topic_directory,
+            map(orjson.loads, read_jsonl(directory)),
+            Pseudonymiser(settings.read_pseudonym_key()),
         )
         for _ in range(workers):
             stack.start_worker()
         produce_events(producer, settings.topic_events, read_jsonl(mixed), envelope_size=200)
         producer.close()
         wait_until_drained(stack.bootstrap, settings, 240, workers=stack.workers)
-        metrics = [urllib.request.urlopen(u, timeout=5).read().decode() for u in stack.worker_metrics_urls()]
+        metrics = [
+            urllib.request.urlopen(u, timeout=5).read().decode()
+            for u in stack.worker_metrics_urls()
+        ]
         dlq = KafkaConsumer(
-            settings.topic_deadletter, bootstrap_servers=stack.bootstrap,
-            auto_offset_reset="earliest", consumer_timeout_ms=3000,
+            settings.topic_deadletter,
+            bootstrap_servers=stack.bootstrap,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=3000,
         )
         dead = [(dict(m.headers)["reason"].decode(), m.value) for m in dlq]
         dlq.close()
@@ -98,7 +135,9 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
             f"SELECT toUnixTimestamp(window_start), unit, sum(active_users), sum(events) "
             f"FROM {db}.engagement_window_partials FINAL GROUP BY 1, 2"
         ).result_rows
-        facts = client.query(f"SELECT count(), countIf(is_late = 1), uniqExact(event_id) FROM {db}.events FINAL").result_rows[0]
+        facts = client.query(
+            f"SELECT count(), countIf(is_late = 1), uniqExact(event_id) FROM {db}.events FINAL"
+        ).result_rows[0]
         ids = client.query(f"SELECT DISTINCT actor_id FROM {db}.events").result_rows
         client.close()
     return {

@@ -89,15 +89,24 @@ json_values = st.recursive(
 field_values = st.one_of(
     json_values,
     st.sampled_from(sorted(EVENT_TYPES)),
-    st.sampled_from(["2026-11-24T09:15:02Z", "2026-11-24T09:15:02.1+00:00", "2026-13-40T99:00:00Z"]),
+    st.sampled_from(
+        ["2026-11-24T09:15:02Z", "2026-11-24T09:15:02.1+00:00", "2026-13-40T99:00:00Z"]
+    ),
 )
 candidate = st.fixed_dictionaries(
     {},
     optional={
         k: field_values
         for k in [
-            "event_id", "event_type", "occurred_at", "actor_id", "actor_unit", "target_actor_id",
-            "space_id", "content_id", "schema_version",
+            "event_id",
+            "event_type",
+            "occurred_at",
+            "actor_id",
+            "actor_unit",
+            "target_actor_id",
+            "space_id",
+            "content_id",
+            "schema_version",
         ]
     },
 )

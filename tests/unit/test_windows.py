@@ -16,7 +16,9 @@ UNITS = ["A", "B", "C"]
 TYPES = ["post_created", "view", "reply_created"]
 
 
-def oracle(messages: list[list[dict[str, Any]]], grace_ms: int) -> dict[tuple[int, str], tuple[int, dict[str, int]]]:
+def oracle(
+    messages: list[list[dict[str, Any]]], grace_ms: int
+) -> dict[tuple[int, str], tuple[int, dict[str, int]]]:
     """Plain recomputation: windows per (start, unit) -> (distinct actors, events by type).
 
     An event is late when the largest event time of all *earlier messages* already passed
@@ -70,7 +72,9 @@ def streams(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
     return draw(st.lists(picks, min_size=1, max_size=40))
 
 
-def run(messages: list[list[dict[str, Any]]], grace_ms: int, pw: PartitionWindows, first: int = 0) -> list[ClosedWindow]:
+def run(
+    messages: list[list[dict[str, Any]]], grace_ms: int, pw: PartitionWindows, first: int = 0
+) -> list[ClosedWindow]:
     closed: list[ClosedWindow] = []
     for offset in range(first, len(messages)):
         closed += pw.add(offset, [dict(e) for e in messages[offset]])[1]
@@ -142,7 +146,9 @@ def test_duplicate_in_open_window_counted_once() -> None:
 
 def test_idle_partition_closes_by_wall_clock() -> None:
     pw = PartitionWindows(0, WINDOW_MS, 500)
-    pw.add(0, [{"event_id": "a", "ts": 100, "actor_id": "x", "actor_unit": "A", "event_type": "view"}])
+    pw.add(
+        0, [{"event_id": "a", "ts": 100, "actor_id": "x", "actor_unit": "A", "event_type": "view"}]
+    )
     assert pw.advance_idle(1000) == []  # watermark 1100 < 1000 + 500
     assert [c.start_ms for c in pw.advance_idle(400)] == [0]
 
@@ -155,6 +161,7 @@ def test_checkpoint_json_round_trip() -> None:
 def test_replay_does_not_reopen_a_window_closed_after_the_checkpoint_offset() -> None:
     """W0 closes after W1 opened; the checkpoint offset is W1's first message. A replay from
     there must recognise W0's later events as already counted, not reopen W0 with a part."""
+
     def ev(i: str, ts: int) -> dict[str, Any]:
         return {"event_id": i, "ts": ts, "actor_id": i, "actor_unit": "A", "event_type": "view"}
 
