@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.tables.globaltable import GlobalTable
 from pipeline.clickhouse import get_client
 
 from pipeline.exporter import PipelineMetrics
@@ -19,6 +20,19 @@ from pipeline.settings import Settings
 from pipeline.sink import ClickHouseSink
 
 log = logging.getLogger("teilhabe.worker")
+
+
+class DirectoryTable(GlobalTable):
+    """A GlobalTable whose changelog is the directory topic itself.
+
+    faust-streaming 0.15.3's partition assignor looks a global table's changelog up by the
+    conventional name ``{app_id}-{table}-changelog`` even when ``changelog_topic`` names another
+    topic; the assignment then fails silently and the worker hangs before "ready". Naming the
+    real topic here keeps the directory a plain compacted topic that any producer can write.
+    """
+
+    def _changelog_topic_name(self) -> str:
+        return str(self.changelog_topic.get_topic_name())
 
 
 @dataclass
@@ -37,7 +51,7 @@ class Runtime:
 
     def lookup(self, pseudonym: str) -> dict[str, Any] | None:
         """Directory entry of a person (by pseudonym), None when unknown."""
-        raw = self.directory.get(pseudonym)
+        raw = self.directory.get(pseudonym.encode())  # raw key serializer: keys are bytes
         if raw is None:
             return None
         if isinstance(raw, bytes | str):
@@ -88,13 +102,9 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
     activity_topic = raw_topic(settings.topic_activity, settings.activity_partitions)
     deadletter_topic = raw_topic(settings.topic_deadletter, 1)
     directory_topic = raw_topic(settings.topic_directory, 1, compacting=True)
+    app.conf.GlobalTable = DirectoryTable
     directory = app.GlobalTable(
-        "directory",
-        key_type=str,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=1,
-        changelog_topic=directory_topic,
+        "directory", key_type=bytes, value_type=bytes, partitions=1, changelog_topic=directory_topic
     )
     sink = ClickHouseSink(
         lambda: get_client(settings),
