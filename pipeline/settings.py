@@ -79,7 +79,10 @@ class Settings(BaseSettings):
         1.0, gt=0, description="At most this long between ClickHouse flushes."
     )
     facts_ttl_days: int = Field(
-        400, ge=1, description="Retention of pseudonymised event facts in ClickHouse (days)."
+        730,
+        ge=1,
+        description="Retention of pseudonymised event facts in ClickHouse (days); older events "
+        "(also in a backfill) are dropped by the table's TTL.",
     )
 
     # --- Windows ---------------------------------------------------------------------------
