@@ -135,7 +135,7 @@ def consumed_fraction(bootstrap: str, settings: Settings) -> tuple[int, int]:
             for p in range(n)
         ]
         end = consumer.end_offsets(tps)
-        committed = admin.list_consumer_group_offsets(settings.app_id)
+        committed = admin.list_group_offsets({settings.app_id: tps}).get(settings.app_id, {})
         done = sum(
             min(committed[tp].offset, end[tp])
             if tp in committed and committed[tp].offset >= 0
