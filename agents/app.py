@@ -12,8 +12,8 @@ from typing import Any
 import faust
 import orjson
 from faust.tables.globaltable import GlobalTable
-from pipeline.clickhouse import get_client
 
+from pipeline.clickhouse import get_client
 from pipeline.exporter import PipelineMetrics
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
@@ -102,7 +102,7 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
     activity_topic = raw_topic(settings.topic_activity, settings.activity_partitions)
     deadletter_topic = raw_topic(settings.topic_deadletter, 1)
     directory_topic = raw_topic(settings.topic_directory, 1, compacting=True)
-    app.conf.GlobalTable = DirectoryTable
+    app.conf.GlobalTable = DirectoryTable  # type: ignore[assignment]
     directory = app.GlobalTable(
         "directory", key_type=bytes, value_type=bytes, partitions=1, changelog_topic=directory_topic
     )

@@ -34,6 +34,7 @@ class PartitionState:
 
     windows: PartitionWindows
     pending: deque[Any] = field(default_factory=deque)
+    source_seen_at: dict[int, float] = field(default_factory=dict)
     last_message_at: float = field(default_factory=time.monotonic)
     last_idle_step_at: float = field(default_factory=time.monotonic)
     dirty: bool = False
@@ -62,7 +63,8 @@ class EngagementStage:
         st = self.states.get(partition)
         if st is None:
             cp = await self._with_retry("load checkpoint", self.rt.sink.load_checkpoint, partition)
-            windows = PartitionWindows(partition, self.window_ms, self.grace_ms, cp)
+            sources = self.rt.settings.events_partitions
+            windows = PartitionWindows(partition, self.window_ms, self.grace_ms, cp, sources)
             if cp is not None:
                 log.info(
                     "restored partition=%s resume_offset=%s watermark_ms=%s closes=%s",
@@ -72,6 +74,8 @@ class EngagementStage:
                     len(cp.closes),
                 )
             st = self.states[partition] = PartitionState(windows)
+            now = time.monotonic()
+            st.source_seen_at = {src: now for src in windows.sources}
         return st
 
     async def process(self, batch: list[Any]) -> None:
@@ -81,11 +85,13 @@ class EngagementStage:
             for event in batch:
                 msg = event.message
                 st = await self.state_for(msg.partition)
-                events = orjson.loads(event.value)
-                outcome, closed = st.windows.add(msg.offset, events)
+                doc = orjson.loads(event.value)
+                source = int(doc["src"])
+                outcome, closed = st.windows.add(msg.offset, doc["events"], source)
                 event.value = msg.value = None  # the state keeps what it needs
                 st.pending.append(event)
                 st.last_message_at = st.last_idle_step_at = time.monotonic()
+                st.source_seen_at[source] = st.last_message_at
                 st.dirty = True
                 m.messages_consumed.labels(msg.topic).inc()
                 if outcome.skipped_message:
@@ -115,6 +121,12 @@ class EngagementStage:
         now = time.monotonic()
         async with self.lock:
             for st in self.states.values():
+                for source, seen_at in st.source_seen_at.items():
+                    if now - seen_at >= s.idle_close_s and source not in st.windows.idle:
+                        closed = st.windows.mark_idle(source)
+                        if closed:
+                            st.dirty = True
+                            self.closed.extend(closed)
                 if now - st.last_message_at >= s.idle_close_s:
                     step_ms = int((now - st.last_idle_step_at) * 1000)
                     st.last_idle_step_at = now

@@ -34,7 +34,9 @@ def register(rt: Runtime) -> None:
     async def ingest(stream: Any) -> None:
         async for batch in stream.take_events(BATCH_MESSAGES, within=BATCH_WITHIN_S):
             now_ms = int(time.time() * 1000)
-            routed: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            # keyed by (activity partition, source input partition): the engagement stage keeps
+            # a watermark per source, so each envelope carries events of one source only
+            routed: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
             for event in batch:
                 msg = event.message
                 metrics.messages_consumed.labels(msg.topic).inc()
@@ -63,8 +65,10 @@ def register(rt: Runtime) -> None:
                 for ev in decoded.events:
                     enrich(ev, rt.pseudonymise, rt.lookup)
                     del ev["occurred_at"]  # ts carries it; keeps the envelope small
-                    routed[partition_for(ev["actor_id"], partitions)].append(ev)
-            for partition, events in routed.items():
+                    routed[(partition_for(ev["actor_id"], partitions), msg.partition)].append(ev)
+            for (partition, source), events in routed.items():
                 await rt.activity_topic.send(
-                    key=str(partition).encode(), value=orjson.dumps(events), partition=partition
+                    key=str(partition).encode(),
+                    value=orjson.dumps({"src": source, "events": events}),
+                    partition=partition,
                 )

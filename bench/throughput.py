@@ -58,8 +58,12 @@ def create(bootstrap: str, name: str, partitions: int) -> None:
 
 async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
     n, t0 = 0, 0.0
@@ -148,9 +152,16 @@ def main() -> None:
         a = N_EVENTS / asyncio.run(raw_consume(broker.bootstrap, "bench.env", N_EVENTS))
         print(f"(a) raw aiokafka + orjson, envelopes : {a:>10,.0f} events/s", flush=True)
         out = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "noop_agent.py"), broker.bootstrap,
-             "bench.single", str(N_SINGLE)],
-            capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                str(ROOT / "bench" / "noop_agent.py"),
+                broker.bootstrap,
+                "bench.single",
+                str(N_SINGLE),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         m = re.search(r"elapsed_s=([\d.]+)", out.stdout)
         if not m:
@@ -163,8 +174,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d, rss_d = pipeline_rate(lines, 500, Path(tmp))
     print(f"(d) pipeline, envelopes of 500       : {d:>10,.0f} events/s  peak RSS {rss_d:.0f} MB")
-    print(f"c/b = {c / b:.2f} (target >= 0.8)   d/a = {d / a:.2f} (target >= 0.3)   "
-          f"d = {d:,.0f}/s (target >= 100,000 per worker)")
+    print(
+        f"c/b = {c / b:.2f} (target >= 0.8)   d/a = {d / a:.2f} (target >= 0.3)   "
+        f"d = {d:,.0f}/s (target >= 100,000 per worker)"
+    )
 
 
 if __name__ == "__main__":

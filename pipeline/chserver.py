@@ -91,7 +91,9 @@ def _settings_clause(settings: dict[str, str]) -> str:
         if re.fullmatch(r"-?\d+(\.\d+)?", value):
             parts.append(f"{key}={value}")
         else:
-            parts.append(f"{key}='{value.replace(chr(92), chr(92) * 2).replace(chr(39), chr(92) + chr(39))}'")
+            parts.append(
+                f"{key}='{value.replace(chr(92), chr(92) * 2).replace(chr(39), chr(92) + chr(39))}'"
+            )
     return ", ".join(parts)
 
 
@@ -173,7 +175,9 @@ class Handler(BaseHTTPRequestHandler):
         database = params.get("database") or None
         bind = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
         settings = {
-            k: v for k, v in params.items() if k not in TRANSPORT_PARAMS and not k.startswith("param_")
+            k: v
+            for k, v in params.items()
+            if k not in TRANSPORT_PARAMS and not k.startswith("param_")
         }
         query = params.get("query", "").encode()
         sql = query + (b"\n" + body if query and body else body) if query else body
@@ -209,7 +213,9 @@ class Handler(BaseHTTPRequestHandler):
         return 200, payload, headers
 
     @staticmethod
-    def _with_settings(sql: bytes, settings: dict[str, str], fmt_match: re.Match[bytes] | None) -> bytes:
+    def _with_settings(
+        sql: bytes, settings: dict[str, str], fmt_match: re.Match[bytes] | None
+    ) -> bytes:
         """Append a SETTINGS clause to SELECTs; DDL and other statements take none."""
         if not settings or not re.match(rb"\s*(\(|SELECT|WITH)\b", sql, re.IGNORECASE):
             return sql
@@ -233,7 +239,11 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             os.unlink(tmp)
         summary = {"written_rows": "0", "written_bytes": str(len(data))}
-        return 200, b"", {"X-ClickHouse-Summary": json.dumps(summary), "X-ClickHouse-Timezone": "UTC"}
+        return (
+            200,
+            b"",
+            {"X-ClickHouse-Summary": json.dumps(summary), "X-ClickHouse-Timezone": "UTC"},
+        )
 
     def _reply(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)

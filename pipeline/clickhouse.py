@@ -74,8 +74,13 @@ class EmbeddedClickHouse:
         with open(log_path, "ab") as fh:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable, "-m", "pipeline.chserver",
-                    "--path", str(s.chdb_path), "--addr-file", str(af),
+                    sys.executable,
+                    "-m",
+                    "pipeline.chserver",
+                    "--path",
+                    str(s.chdb_path),
+                    "--addr-file",
+                    str(af),
                 ],
                 stdout=fh,
                 stderr=subprocess.STDOUT,
@@ -141,7 +146,7 @@ def get_client(settings: Settings) -> Client:
             admin = clickhouse_connect.get_client(dsn=url, compress=False)
         else:
             admin = clickhouse_connect.get_client(
-                dsn=settings.clickhouse_dsn, password=settings.read_clickhouse_password() or None
+                dsn=settings.clickhouse_dsn, password=settings.read_clickhouse_password()
             )
         db = settings.clickhouse_database
         admin.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")

@@ -4,13 +4,18 @@ Why not Faust's windowed tables: they expire windows by wall clock and skip clos
 for late keys (DESIGN.md). Here every step is a deterministic function of the partition's
 message sequence, which is what makes crash recovery exact:
 
-* The watermark is the largest event time seen. A window ``[start, start + window)`` closes
-  once ``start + window + grace <= watermark``; the check runs after every message, so
-  closing does not depend on how the consumer happened to batch messages.
+* A partition of the activity topic merges the streams of several upstream sources (the
+  ingest tasks of the input partitions), each in its own order and at its own pace. As in
+  Flink, the watermark is the *minimum* over the sources of the largest event time each has
+  sent (never decreasing), so a source that lags behind does not make its events late. A
+  window ``[start, start + window)`` closes once ``start + window + grace <= watermark``; the
+  check runs after every message, so closing does not depend on how messages were batched.
+* A source that sends nothing for a while (wall clock) is set aside (``mark_idle``) so it
+  does not hold the watermark back; its next message brings it back.
 * An idle partition's watermark advances with the wall clock (``advance_idle``) so the last
   window closes without new data. That step is not replayable, so every close is recorded
   with its ``close_offset`` (the first offset *not* included).
-* A ``Checkpoint`` = (offset L, watermark before L, closes at offsets > L). Every event
+* A ``Checkpoint`` = (offset L, watermark and sources before L, closes at offsets > L). Every event
   before L belongs to a window already closed and flushed, so the worker skips offsets < L
   after a restart and replays from L with the checkpointed watermark: open windows are
   rebuilt exactly, events of windows recorded as closed are recognised as already counted
@@ -37,13 +42,22 @@ class UnitWindow:
     actors: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Watermark state: the watermark and each source's largest event time, idle ones apart."""
+
+    watermark_ms: int = NO_WATERMARK
+    sources: tuple[tuple[int, int], ...] = ()
+    idle: frozenset[int] = frozenset()
+
+
 @dataclass(slots=True)
 class OpenWindow:
     """State of a window that still accepts events."""
 
     start_ms: int
     first_offset: int
-    watermark_before: int
+    clock_before: Clock
     units: dict[str, UnitWindow] = field(default_factory=dict)
     event_ids: set[str] = field(default_factory=set)
 
@@ -69,24 +83,29 @@ class Checkpoint:
     """Recovery point of one partition (see module docstring)."""
 
     offset: int
-    watermark_ms: int
+    clock: Clock
     closes: dict[int, int]  # window start (ms) -> close_offset, only those > offset
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able form (window starts as strings: JSON object keys)."""
         return {
             "offset": self.offset,
-            "watermark_ms": self.watermark_ms,
+            "watermark_ms": self.clock.watermark_ms,
+            "sources": {str(k): v for k, v in self.clock.sources},
+            "idle": sorted(self.clock.idle),
             "closes": {str(k): v for k, v in self.closes.items()},
         }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Checkpoint:
         """Inverse of ``to_json``."""
-        return cls(
-            int(doc["offset"]),
+        clock = Clock(
             int(doc["watermark_ms"]),
-            {int(k): int(v) for k, v in doc.get("closes", {}).items()},
+            tuple(sorted((int(k), int(v)) for k, v in doc.get("sources", {}).items())),
+            frozenset(int(i) for i in doc.get("idle", [])),
+        )
+        return cls(
+            int(doc["offset"]), clock, {int(k): int(v) for k, v in doc.get("closes", {}).items()}
         )
 
 
@@ -119,29 +138,51 @@ class PartitionWindows:
         window_ms: int,
         grace_ms: int,
         checkpoint: Checkpoint | None = None,
+        sources: int = 1,
     ) -> None:
         self.partition = partition
         self.window_ms = window_ms
         self.grace_ms = grace_ms
         self.open: dict[int, OpenWindow] = {}
         if checkpoint is None:
-            checkpoint = Checkpoint(0, NO_WATERMARK, {})
+            # every upstream source counts from the start: the watermark waits for all of
+            # them (or for the quiet ones to be marked idle), as a slow one may come late
+            checkpoint = Checkpoint(
+                0, Clock(sources=tuple((i, NO_WATERMARK) for i in range(sources))), {}
+            )
         self.resume_offset = checkpoint.offset
-        self.watermark_ms = checkpoint.watermark_ms
+        self.watermark_ms = checkpoint.clock.watermark_ms
+        self.sources: dict[int, int] = dict(checkpoint.clock.sources)
+        self.idle: set[int] = set(checkpoint.clock.idle)
         self.closes: dict[int, int] = dict(checkpoint.closes)
         self.next_offset = checkpoint.offset
 
+    def clock(self) -> Clock:
+        """Snapshot of the watermark state (what a replay must start from)."""
+        return Clock(self.watermark_ms, tuple(sorted(self.sources.items())), frozenset(self.idle))
+
+    def _recompute_watermark(self) -> None:
+        active = [ts for src, ts in self.sources.items() if src not in self.idle]
+        if active:
+            self.watermark_ms = max(self.watermark_ms, min(active))
+
     # -- processing -------------------------------------------------------------------------
-    def add(self, offset: int, events: list[dict[str, Any]]) -> tuple[Outcome, list[ClosedWindow]]:
-        """Apply one message's events; return its outcome and the windows it closed."""
+    def add(
+        self, offset: int, events: list[dict[str, Any]], source: int = 0
+    ) -> tuple[Outcome, list[ClosedWindow]]:
+        """Apply one message's events from upstream ``source``; return its outcome and the
+        windows it closed."""
         out = Outcome()
         if offset < self.resume_offset:
             out.skipped_message = True  # counted before the checkpoint: replay of a crash
             return out, []
         window_ms, grace_ms, wm = self.window_ms, self.grace_ms, self.watermark_ms
-        max_ts = wm
+        clock_before: Clock | None = None
+        max_ts = self.sources.get(source, NO_WATERMARK)
         for ev in events:
             ts = ev["ts"]
+            if ts > max_ts:
+                max_ts = ts  # every event tells how far its source has got, late or not
             start = ts - ts % window_ms
             close_offset = self.closes.get(start)
             if close_offset is not None:
@@ -155,7 +196,9 @@ class PartitionWindows:
                 if start + window_ms + grace_ms <= wm:
                     out.late.append(ev)
                     continue
-                win = self.open[start] = OpenWindow(start, offset, wm)
+                if clock_before is None:
+                    clock_before = self.clock()
+                win = self.open[start] = OpenWindow(start, offset, clock_before)
             eid = ev["event_id"]
             if eid in win.event_ids:
                 out.duplicates += 1
@@ -167,19 +210,30 @@ class PartitionWindows:
             unit.events_by_type[ev["event_type"]] += 1
             unit.actors.add(ev["actor_id"])
             out.accepted.append(ev)
-            if ts > max_ts:
-                max_ts = ts
         self.next_offset = offset + 1
-        self.watermark_ms = max_ts
+        self.sources[source] = max_ts
+        self.idle.discard(source)
+        self._recompute_watermark()
         return out, self._close_ready()
+
+    def mark_idle(self, source: int) -> list[ClosedWindow]:
+        """Set a quiet source aside so it no longer holds the watermark back."""
+        if source in self.idle:
+            return []
+        self.sources.setdefault(source, NO_WATERMARK)
+        self.idle.add(source)
+        self._recompute_watermark()
+        return self._close_ready()
 
     def advance_idle(self, idle_ms: int, close_all: bool = False) -> list[ClosedWindow]:
         """Advance the watermark by ``idle_ms`` of wall-clock idleness; close what is due.
 
         ``close_all`` (end of a backfill) moves the watermark past every open window.
         """
-        if self.watermark_ms == NO_WATERMARK or not self.open:
+        if not self.open:
             return []
+        if self.watermark_ms == NO_WATERMARK:
+            self.watermark_ms = min(self.open)  # sources all idle before any got ahead
         if close_all:
             last_end = max(self.open) + self.window_ms + self.grace_ms
             self.watermark_ms = max(self.watermark_ms, last_end)
@@ -203,10 +257,10 @@ class PartitionWindows:
         """The recovery point to save once all closed windows are flushed to the sink."""
         if self.open:
             oldest = min(self.open.values(), key=lambda w: w.first_offset)
-            offset, wm = oldest.first_offset, oldest.watermark_before
+            offset, clock = oldest.first_offset, oldest.clock_before
         else:
-            offset, wm = self.next_offset, self.watermark_ms
-        return Checkpoint(offset, wm, {s: c for s, c in self.closes.items() if c > offset})
+            offset, clock = self.next_offset, self.clock()
+        return Checkpoint(offset, clock, {s: c for s, c in self.closes.items() if c > offset})
 
     def prune(self, committed: Checkpoint) -> None:
         """Forget close records the saved checkpoint no longer needs (bounded memory)."""

@@ -9,26 +9,32 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.windows import Checkpoint, ClosedWindow, PartitionWindows
+from pipeline.windows import Checkpoint, Clock, ClosedWindow, PartitionWindows
 
 WINDOW_MS = 1000
 UNITS = ["A", "B", "C"]
 TYPES = ["post_created", "view", "reply_created"]
 
 
+Message = tuple[int, list[dict[str, Any]]]  # (upstream source, events)
+
+
 def oracle(
-    messages: list[list[dict[str, Any]]], grace_ms: int
+    messages: list[Message], grace_ms: int, n_sources: int = 1
 ) -> dict[tuple[int, str], tuple[int, dict[str, int]]]:
     """Plain recomputation: windows per (start, unit) -> (distinct actors, events by type).
 
-    An event is late when the largest event time of all *earlier messages* already passed
-    its window's end plus grace; the first on-time copy of an event_id counts, later ones not.
+    The watermark after a message is the largest value so far of "the smallest of the
+    sources' largest event times" (None until every source has sent an event). An event is
+    late when the watermark before its message has passed its window's end plus grace; the
+    first on-time copy of an event_id counts, later ones not.
     """
     seen: set[str] = set()
     actors: dict[tuple[int, str], set[str]] = defaultdict(set)
     types: dict[tuple[int, str], Counter[str]] = defaultdict(Counter)
-    wm = None
-    for events in messages:
+    source_max: dict[int, int | None] = dict.fromkeys(range(n_sources))
+    wm: int | None = None
+    for source, events in messages:
         for ev in events:
             start = ev["ts"] // WINDOW_MS * WINDOW_MS
             if wm is not None and start + WINDOW_MS + grace_ms <= wm:
@@ -38,9 +44,13 @@ def oracle(
             seen.add(ev["event_id"])
             actors[(start, ev["actor_unit"])].add(ev["actor_id"])
             types[(start, ev["actor_unit"])][ev["event_type"]] += 1
-        ts = [ev["ts"] for ev in events]
-        if ts:
-            wm = max(ts) if wm is None else max(wm, max(ts))
+        for ev in events:
+            prev = source_max[source]
+            source_max[source] = ev["ts"] if prev is None else max(prev, ev["ts"])
+        maxes = list(source_max.values())
+        if all(m is not None for m in maxes):
+            low = min(m for m in maxes if m is not None)
+            wm = low if wm is None else max(wm, low)
     return {k: (len(actors[k]), dict(types[k])) for k in actors}
 
 
@@ -64,50 +74,56 @@ pool_event = st.builds(
 
 
 @st.composite
-def streams(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
-    """Messages of events drawn from a pool: a re-delivery is an identical copy."""
+def streams(draw: st.DrawFn, n_sources: int = 1) -> list[Message]:
+    """Messages of events drawn from a pool (a re-delivery is an identical copy), each from
+    one of ``n_sources`` upstream sources."""
     pool = draw(st.lists(pool_event, min_size=1, max_size=60))
     pool = [{**e, "event_id": f"e{i}"} for i, e in enumerate(pool)]
-    picks = st.lists(st.sampled_from(pool), max_size=6)
-    return draw(st.lists(picks, min_size=1, max_size=40))
+    message = st.tuples(st.integers(0, n_sources - 1), st.lists(st.sampled_from(pool), max_size=6))
+    return draw(st.lists(message, min_size=1, max_size=40))
 
 
-def run(
-    messages: list[list[dict[str, Any]]], grace_ms: int, pw: PartitionWindows, first: int = 0
-) -> list[ClosedWindow]:
+def run(messages: list[Message], pw: PartitionWindows, first: int = 0) -> list[ClosedWindow]:
     closed: list[ClosedWindow] = []
     for offset in range(first, len(messages)):
-        closed += pw.add(offset, [dict(e) for e in messages[offset]])[1]
+        source, events = messages[offset]
+        closed += pw.add(offset, [dict(e) for e in events], source)[1]
     return closed
 
 
+GRACES = st.sampled_from([0, 300, 2000])
+
+
 @settings(max_examples=300, deadline=None)
-@given(streams(), st.sampled_from([0, 300, 2000]))
-def test_windows_equal_oracle(messages: list[list[dict[str, Any]]], grace_ms: int) -> None:
-    pw = PartitionWindows(0, WINDOW_MS, grace_ms)
-    closed = run(messages, grace_ms, pw)
+@given(st.integers(1, 3).flatmap(lambda n: st.tuples(st.just(n), streams(n))), GRACES)
+def test_windows_equal_oracle(case: tuple[int, list[Message]], grace_ms: int) -> None:
+    n_sources, messages = case
+    pw = PartitionWindows(0, WINDOW_MS, grace_ms, sources=n_sources)
+    closed = run(messages, pw)
     closed += pw.advance_idle(0, close_all=True)
-    assert as_dict(closed) == oracle(messages, grace_ms)
+    assert as_dict(closed) == oracle(messages, grace_ms, n_sources)
     assert not pw.open
 
 
 @settings(max_examples=300, deadline=None)
-@given(streams(), st.sampled_from([0, 300, 2000]), st.data())
+@given(st.integers(1, 3).flatmap(lambda n: st.tuples(st.just(n), streams(n))), GRACES, st.data())
 def test_crash_and_replay_from_checkpoint_is_exact(
-    messages: list[list[dict[str, Any]]], grace_ms: int, data: st.DataObject
+    case: tuple[int, list[Message]], grace_ms: int, data: st.DataObject
 ) -> None:
     """Process a prefix, 'flush' at a random point, crash later, restart from the checkpoint
     (optionally replaying from an older committed offset): every window row ever written is
     identical to the oracle, none missing."""
+    n_sources, messages = case
     n = len(messages)
     flush_at = data.draw(st.integers(0, n), label="flush_at")
     crash_at = data.draw(st.integers(flush_at, n), label="crash_at")
-    pw = PartitionWindows(0, WINDOW_MS, grace_ms)
+    pw = PartitionWindows(0, WINDOW_MS, grace_ms, sources=n_sources)
     written: list[ClosedWindow] = []
     pending: list[ClosedWindow] = []
     checkpoint = None
     for offset in range(crash_at):
-        pending += pw.add(offset, [dict(e) for e in messages[offset]])[1]
+        source, events = messages[offset]
+        pending += pw.add(offset, [dict(e) for e in events], source)[1]
         if offset + 1 == flush_at:
             written += pending
             pending = []
@@ -115,12 +131,39 @@ def test_crash_and_replay_from_checkpoint_is_exact(
             pw.prune(checkpoint)
     # crash: `pending` was never flushed. A restart reads the checkpoint; Kafka may hand
     # out messages from an older committed offset (any offset <= checkpoint.offset).
-    cp = checkpoint or Checkpoint(0, PartitionWindows(0, 1, 0).watermark_ms, {})
-    replay_from = data.draw(st.integers(0, cp.offset), label="replay_from")
-    pw2 = PartitionWindows(0, WINDOW_MS, grace_ms, cp)
-    written += run(messages, grace_ms, pw2, first=replay_from)
+    replay_from = data.draw(st.integers(0, checkpoint.offset if checkpoint else 0), label="from")
+    pw2 = PartitionWindows(0, WINDOW_MS, grace_ms, checkpoint, sources=n_sources)
+    written += run(messages, pw2, first=replay_from)
     written += pw2.advance_idle(0, close_all=True)
-    assert as_dict(written) == oracle(messages, grace_ms)
+    assert as_dict(written) == oracle(messages, grace_ms, n_sources)
+
+
+def test_a_lagging_source_does_not_make_its_events_late() -> None:
+    """Two ingest tasks feed one partition; task 1 is hours behind task 0 in event time."""
+
+    def ev(i: str, ts: int) -> dict[str, Any]:
+        return {"event_id": i, "ts": ts, "actor_id": i, "actor_unit": "A", "event_type": "view"}
+
+    pw = PartitionWindows(0, WINDOW_MS, 0, sources=2)
+    assert pw.add(0, [ev("a", 100), ev("b", 9000)], source=0)[1] == []  # source 1 unheard
+    outcome, closed = pw.add(1, [ev("c", 200)], source=1)
+    assert not outcome.late and closed == []  # watermark = min(9000, 200)
+    outcome, closed = pw.add(2, [ev("d", 9500)], source=1)
+    assert [c.start_ms for c in closed] == [0]
+    assert list(closed[0].rows()) == [("A", 2, {"view": 2})]
+
+
+def test_idle_source_is_set_aside_and_comes_back() -> None:
+    def ev(i: str, ts: int) -> dict[str, Any]:
+        return {"event_id": i, "ts": ts, "actor_id": i, "actor_unit": "A", "event_type": "view"}
+
+    pw = PartitionWindows(0, WINDOW_MS, 0, sources=2)
+    pw.add(0, [ev("a", 100)], source=0)
+    pw.add(1, [ev("b", 5000)], source=0)
+    assert pw.watermark_ms < 0  # source 1 has said nothing yet
+    assert [c.start_ms for c in pw.mark_idle(1)] == [0]
+    pw.add(2, [ev("c", 7000)], source=1)
+    assert 1 not in pw.idle and pw.watermark_ms == 5000
 
 
 def test_late_event_is_reported_not_counted() -> None:
@@ -154,7 +197,7 @@ def test_idle_partition_closes_by_wall_clock() -> None:
 
 
 def test_checkpoint_json_round_trip() -> None:
-    cp = Checkpoint(17, 123456, {1000: 20, 2000: 25})
+    cp = Checkpoint(17, Clock(123456, ((0, 123456), (1, 200000)), frozenset({2})), {1000: 20})
     assert Checkpoint.from_json(cp.to_json()) == cp
 
 
@@ -165,14 +208,19 @@ def test_replay_does_not_reopen_a_window_closed_after_the_checkpoint_offset() ->
     def ev(i: str, ts: int) -> dict[str, Any]:
         return {"event_id": i, "ts": ts, "actor_id": i, "actor_unit": "A", "event_type": "view"}
 
-    messages = [[ev("a", 100)], [ev("b", 1100)], [ev("c", 200)], [ev("d", 2500)]]
+    messages: list[Message] = [
+        (0, [ev("a", 100)]),
+        (0, [ev("b", 1100)]),
+        (0, [ev("c", 200)]),
+        (0, [ev("d", 2500)]),
+    ]
     pw = PartitionWindows(0, WINDOW_MS, 1000)
-    closed = run(messages, 1000, pw)
+    closed = run(messages, pw)
     assert [c.start_ms for c in closed] == [0]
     cp = pw.checkpoint()
     assert cp.offset == 1 and cp.closes == {0: 4}
     pw2 = PartitionWindows(0, WINDOW_MS, 1000, cp)
-    replayed = run(messages, 1000, pw2, first=cp.offset)
+    replayed = run(messages, pw2, first=cp.offset)
     replayed += pw2.advance_idle(0, close_all=True)
     assert 0 not in [c.start_ms for c in replayed]
     assert as_dict(closed + replayed) == oracle(messages, 1000)
