@@ -70,7 +70,7 @@ class EngagementStage:
                     "restored partition=%s resume_offset=%s watermark_ms=%s closes=%s",
                     partition,
                     cp.offset,
-                    cp.watermark_ms,
+                    cp.clock.watermark_ms,
                     len(cp.closes),
                 )
             st = self.states[partition] = PartitionState(windows)
