@@ -1,0 +1,95 @@
+"""ClickHouse views on the real engine (chDB behind the HTTP server): minimum group size and
+idempotent rewrites."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.clickhouse import EmbeddedClickHouse, get_client
+from pipeline.exporter import PipelineMetrics
+from pipeline.migrate import migrate
+from pipeline.sink import EVENT_COLUMNS, ClickHouseSink, event_row
+from pipeline.windows import Checkpoint, Clock, ClosedWindow, UnitWindow
+from tests.conftest import configure
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[tuple[ClickHouseSink, Any]]:
+    mp = pytest.MonkeyPatch()
+    settings = configure(mp, tmp_path, min_group_size=5)
+    try:
+        with EmbeddedClickHouse(settings):
+            client = get_client(settings)
+            migrate(client, settings)
+            yield (
+                ClickHouseSink(
+                    lambda: get_client(settings), "teilhabe", PipelineMetrics.create(), "g", "t"
+                ),
+                client,
+            )
+            client.close()
+    finally:
+        mp.undo()
+
+
+def window(partition: int, units: dict[str, int]) -> ClosedWindow:
+    """A closed window whose unit u has ``units[u]`` distinct actors (one view each)."""
+    agg = {}
+    for unit, n in units.items():
+        w = UnitWindow()
+        for i in range(n):
+            w.actors.add(f"{unit}-{partition}-{i}")
+            w.events_by_type["view"] += 1
+        agg[unit] = w
+    return ClosedWindow(partition, int(T0.timestamp() * 1000), 3_600_000, 10, agg)
+
+
+def test_units_below_k_people_are_suppressed_after_merging_partitions(sink: Any) -> None:
+    s, client = sink
+    # 'Small' has 2 + 2 = 4 people (< k = 5) although no single partition shows it;
+    # 'Big' has 3 + 3 = 6 people, each partition alone below k.
+    s.flush([], [window(0, {"Small": 2, "Big": 3}), window(1, {"Small": 2, "Big": 3})], {})
+    rows = client.query("SELECT unit, active_users FROM teilhabe.engagement_windows").result_rows
+    assert rows == [("Big", 6)]
+    s.refresh_engagement_gauges(3600)
+    reg = s.metrics.registry
+    assert reg.get_sample_value("teilhabe_engagement_active_users", {"unit": "Big"}) == 6
+    assert reg.get_sample_value("teilhabe_engagement_active_users", {"unit": "Small"}) is None
+
+
+def test_replayed_flush_rewrites_identical_rows_and_counts_once(sink: Any) -> None:
+    s, client = sink
+    ev = {
+        "event_id": "e1",
+        "event_type": "view",
+        "ts": int(T0.timestamp() * 1000),
+        "actor_id": "a" * 32,
+        "actor_unit": "IT",
+        "space_id": None,
+        "platform": None,
+        "target_actor_id": None,
+        "target_unit": None,
+        "content_id": None,
+        "parent_content_id": None,
+        "root_content_id": None,
+        "idea_status": None,
+    }
+    cp = {0: Checkpoint(11, Clock(), {})}
+    for _ in range(3):  # a crash before the offset commit replays the same flush
+        s.flush([event_row(ev, late=False)], [window(0, {"IT": 6})], cp)
+    s.flush([event_row(ev, late=True)], [], {})  # the same event again, after its window
+    assert client.query("SELECT count() FROM teilhabe.events FINAL").result_rows == [(1,)]
+    assert client.query("SELECT is_late FROM teilhabe.events FINAL").result_rows == [(0,)]
+    assert client.query(
+        "SELECT sum(active_users), sum(events) FROM teilhabe.engagement_windows"
+    ).result_rows == [(6, 6)]
+    assert s.load_checkpoint(0) == cp[0]
+    assert len(EVENT_COLUMNS) == len(event_row(ev, late=False))
