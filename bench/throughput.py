@@ -41,7 +41,7 @@ N_SINGLE = int(os.environ.get("BENCH_SINGLE", "40000"))
 
 
 def event_lines(n: int) -> list[bytes]:
-    spec = gen.OrgSpec(seed=1, start=datetime(2026, 1, 5, tzinfo=UTC), days=60)
+    spec = gen.OrgSpec(seed=1, start=datetime(2026, 1, 5, tzinfo=UTC), days=120)
     out = []
     for ev in gen.Organisation(spec).events():
         out.append(orjson.dumps(ev))
