@@ -100,9 +100,8 @@ def oracle(
 
 def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int) -> dict[str, Any]:
     """Produce the file, run ``workers`` workers until drained; collect what they produced."""
-    from pipeline.clickhouse import get_client
-
     from pipeline.backfill import BACKFILL_ENV
+    from pipeline.clickhouse import get_client
 
     with DevStack(settings, extra_env=BACKFILL_ENV) as stack:
         producer = make_producer(stack.bootstrap)

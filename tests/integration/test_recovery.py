@@ -47,11 +47,17 @@ def test_sigkill_mid_run_then_restart_equals_oracle(tmp_path: Path) -> None:
         gen.write_jsonl(gen.Organisation(spec), events_path, dir_path)
         good = [orjson.loads(line) for line in read_jsonl(events_path)]
         units = {r["person_id"]: r["unit"] for r in map(orjson.loads, read_jsonl(dir_path))}
-        env = {**BACKFILL_ENV, "TEILHABE_IDLE_CLOSE_S": "8", "TEILHABE_SINK_FLUSH_INTERVAL_S": "0.1"}
+        env = {
+            **BACKFILL_ENV,
+            "TEILHABE_IDLE_CLOSE_S": "8",
+            "TEILHABE_SINK_FLUSH_INTERVAL_S": "0.1",
+        }
         with DevStack(settings, extra_env=env) as stack:
             producer = make_producer(stack.bootstrap)
             produce_directory(
-                producer, settings.topic_directory, map(orjson.loads, read_jsonl(dir_path)),
+                producer,
+                settings.topic_directory,
+                map(orjson.loads, read_jsonl(dir_path)),
                 Pseudonymiser(settings.read_pseudonym_key()),
             )
             produce_events(producer, settings.topic_events, read_jsonl(events_path), 1)
