@@ -6,6 +6,7 @@ Agents stay thin: they move bytes between topics and call the pure functions in 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,4 +129,14 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
 
     ingest.register(rt)
     engagement.register(rt)
+
+    @app.timer(interval=5.0)
+    async def directory_headcount() -> None:
+        counts: Counter[str] = Counter()
+        for key in list(directory.keys()):
+            entry = rt.lookup(key.decode() if isinstance(key, bytes) else str(key))
+            if entry and isinstance(entry.get("unit"), str):
+                counts[entry["unit"]] += 1
+        metrics.set_headcounts(counts, settings.min_group_size)
+
     return rt

@@ -6,6 +6,7 @@ bounded sets (unit, event type, reason, partition), stated next to each metric.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -52,6 +53,7 @@ class PipelineMetrics:
     active_users: Gauge
     window_events: Gauge
     window_start: Gauge
+    headcount: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -136,12 +138,25 @@ class PipelineMetrics:
                 "Start of the window the engagement gauges describe",
                 registry=r,
             ),
+            headcount=Gauge(
+                "teilhabe_directory_headcount",
+                "People per unit in the org directory (units below k left out)",
+                ["unit"],
+                registry=r,
+            ),
         )
         for reason in INVALID_REASONS:
             m.events_invalid.labels(reason)
         for event_type in EVENT_TYPES:
             m.events_in.labels(event_type)
         return m
+
+    def set_headcounts(self, counts: Mapping[str, int], min_group_size: int) -> None:
+        """Publish the directory's headcount per unit, suppressing units below k people."""
+        self.headcount.clear()
+        for unit, n in counts.items():
+            if n >= min_group_size:
+                self.headcount.labels(unit).set(n)
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on ``host:port`` in a thread; return the bound port."""
