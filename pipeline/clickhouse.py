@@ -1,21 +1,31 @@
 """ClickHouse connections: one code path (clickhouse-connect's HTTP client) for both the
-embedded chDB (served by ``pipeline.chserver``) and a ClickHouse server."""
+embedded chDB (served over loopback HTTP by ``pipeline.chserver``) and a ClickHouse server.
+
+The embedded server publishes its URL in ``<data_dir>/clickhouse.addr``. ``get_client`` only
+connects; ``ensure_embedded_server`` / ``start_embedded_server`` start one as a child process.
+"""
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
+import ipaddress
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
+from datetime import time as dtime
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+from uuid import UUID
 
 import clickhouse_connect
 import orjson
@@ -24,92 +34,141 @@ from clickhouse_connect.driver.client import Client
 from pipeline.errors import SinkError
 from pipeline.settings import Settings
 
+ADDR_FILE_NAME = "clickhouse.addr"
 START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
 
 
 def addr_file(settings: Settings) -> Path:
-    """Where the embedded server publishes its URL."""
-    return settings.data_dir / "run" / "clickhouse.addr"
+    """Where the embedded server of ``settings`` publishes its URL."""
+    return settings.data_dir / ADDR_FILE_NAME
 
 
-def _alive(url: str) -> bool:
+def ping(url: str, timeout: float = 2.0) -> bool:
+    """True when ``url``/ping answers like ClickHouse (``Ok.``)."""
     try:
-        with urllib.request.urlopen(url + "/ping", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
+        with urllib.request.urlopen(url.rstrip("/") + "/ping", timeout=timeout) as resp:
+            return bool(resp.status == 200 and resp.read(16).strip() == b"Ok.")
+    except (OSError, ValueError):
         return False
 
 
 def embedded_url(settings: Settings) -> str | None:
-    """URL of the running embedded server of ``settings``, None when none answers."""
-    f = addr_file(settings)
-    if not f.exists():
+    """URL of the running embedded server of ``settings``; None when none answers."""
+    try:
+        url = addr_file(settings).read_text().strip()
+    except FileNotFoundError:
         return None
-    url = f.read_text().strip()
-    return url if _alive(url) else None
+    return url if url and ping(url) else None
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
 
 
 class EmbeddedClickHouse:
-    """The embedded ClickHouse server as a child process (context manager)."""
+    """The embedded ClickHouse server as a child process (context manager).
+
+    The child runs ``python -m pipeline.chserver`` in its own process group (a Ctrl-C meant for
+    the parent does not cut the sink off mid-shutdown), logs to ``<data_dir>/logs/clickhouse.log``
+    and stops by itself when its parent dies.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.log_path = settings.data_dir / "logs" / "clickhouse.log"
 
     @property
     def pid(self) -> int:
-        """Process id of the server (for fault tests)."""
+        """Process id of the server (0 when not running)."""
         return self.proc.pid if self.proc else 0
 
-    def start(self) -> EmbeddedClickHouse:
-        """Spawn the server and wait until /ping answers."""
+    def _log_tail(self, offset: int, limit: int = 2000) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return text[-limit:].strip()
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> EmbeddedClickHouse:
+        """Spawn the server and wait until /ping answers; SinkError with its log tail if not."""
         s = self.settings
-        log_dir = s.data_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / "clickhouse.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         af = addr_file(s)
-        if af.exists():
-            af.unlink()
-        with open(log_path, "ab") as fh:
+        before = _file_id(af)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipeline.chserver",
+            "--path",
+            str(s.chdb_path),
+            "--addr-file",
+            str(af),
+            "--parent-pid",
+            str(os.getpid()),
+            "--log-level",
+            s.log_level,
+        ]
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pipeline.chserver",
-                    "--path",
-                    str(s.chdb_path),
-                    "--addr-file",
-                    str(af),
-                ],
-                stdout=fh,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-1500:]
-                raise SinkError(f"the embedded ClickHouse exited at start:\n{tail}")
-            url = embedded_url(s)
-            if url:
+                code = self.proc.returncode
+                self.proc = None
+                raise SinkError(
+                    f"the embedded ClickHouse ({s.chdb_path}) exited at start with code {code}; "
+                    f"is another process using the directory? Log {self.log_path}:\n"
+                    + self._log_tail(offset)
+                )
+            url = ""
+            if _file_id(af) != before:  # (re)written by our child, not a stale or foreign one
+                try:
+                    url = af.read_text().strip()
+                except FileNotFoundError:
+                    pass
+            if url and ping(url, timeout=1.0):
                 self.url = url
                 return self
-            time.sleep(0.1)
+            time.sleep(0.05)
+        tail = self._log_tail(offset)
         self.stop()
-        raise SinkError(f"the embedded ClickHouse did not answer within {START_TIMEOUT_S:.0f} s")
+        raise SinkError(
+            f"the embedded ClickHouse ({s.chdb_path}) did not answer within {timeout_s:.0f} s; "
+            f"log {self.log_path}:\n{tail}"
+        )
 
     def stop(self) -> None:
-        """SIGTERM (clean close of chDB), SIGKILL after 10 s."""
+        """SIGTERM (chDB closes cleanly), SIGKILL to the process group after a timeout."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+        self.url = ""
 
     def __enter__(self) -> EmbeddedClickHouse:
         return self if self.proc else self.start()
@@ -120,84 +179,160 @@ class EmbeddedClickHouse:
         self.stop()
 
 
-def ensure_embedded_server(settings: Settings) -> EmbeddedClickHouse | None:
-    """Start the embedded server unless one already serves this directory.
-
-    Returns the started server (the caller stops it) or None when one was running.
-    """
-    if embedded_url(settings):
-        return None
+def start_embedded_server(settings: Settings) -> EmbeddedClickHouse:
+    """Start a new embedded server for ``settings`` (running; the caller stops it: ``with``)."""
     return EmbeddedClickHouse(settings).start()
 
 
-def get_client(settings: Settings) -> Client:
-    """A clickhouse-connect HTTP client for the configured ClickHouse.
+@contextmanager
+def _start_lock(settings: Settings) -> Iterator[None]:
+    """Serialise check-and-start across processes sharing ``data_dir``."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.data_dir / ".clickhouse.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
-    Creates the database if it is missing. Raises SinkError when ClickHouse is unreachable.
+
+def ensure_embedded_server(settings: Settings) -> EmbeddedClickHouse | None:
+    """Reuse the running embedded server or start one.
+
+    Returns the started server (the caller stops it, e.g. ``stack.enter_context(server)``), or
+    None when one was already running (owned by another process).
     """
-    try:
-        if settings.embedded_clickhouse:
-            url = embedded_url(settings)
-            if url is None:
-                raise SinkError(
-                    f"the embedded ClickHouse for {settings.chdb_path} is not running; "
-                    "`teilhabe worker`, `demo` and `backfill` start it"
-                )
-            admin = clickhouse_connect.get_client(dsn=url, compress=False)
-        else:
-            admin = clickhouse_connect.get_client(
-                dsn=settings.clickhouse_dsn, password=settings.read_clickhouse_password()
-            )
-        db = settings.clickhouse_database
-        admin.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
-        return admin
-    except SinkError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any connect failure is reported the same way
-        raise SinkError(f"cannot reach ClickHouse ({_redact(settings)}): {exc}") from exc
+    with _start_lock(settings):
+        if embedded_url(settings):
+            return None
+        return start_embedded_server(settings)
 
 
-def _redact(settings: Settings) -> str:
-    dsn = settings.clickhouse_dsn
+def _redact(dsn: str) -> str:
     if "@" in dsn and "://" in dsn:
         scheme, rest = dsn.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return dsn
 
 
+def get_client(settings: Settings) -> Client:
+    """A clickhouse-connect HTTP client for the configured ClickHouse, database selected.
+
+    Embedded (``chdb://DIR``): connects to the server published in ``<data_dir>/clickhouse.addr``
+    (without compression: loopback), SinkError when none runs. Otherwise the DSN with the
+    configured password. Both without an HTTP session, so one client may serve several threads.
+    Creates ``clickhouse_database`` when missing. SinkError when ClickHouse is unreachable.
+    """
+    db = settings.clickhouse_database
+    if settings.embedded_clickhouse:
+        url = embedded_url(settings)
+        if url is None:
+            raise SinkError(
+                f"the embedded ClickHouse for {settings.chdb_path} is not running (no answer at "
+                f"{addr_file(settings)}); `teilhabe worker` and `teilhabe demo` start it, or run "
+                f"`python -m pipeline.chserver --path {settings.chdb_path} "
+                f"--addr-file {addr_file(settings)}`"
+            )
+        where = url
+        kwargs: dict[str, Any] = {"dsn": url, "compress": False}
+    else:
+        where = _redact(settings.clickhouse_dsn)
+        kwargs = {"dsn": settings.clickhouse_dsn, "password": settings.read_clickhouse_password()}
+    try:
+        client = clickhouse_connect.get_client(autogenerate_session_id=False, **kwargs)
+        if settings.embedded_clickhouse:
+            served = str(client.command("SELECT path FROM system.disks WHERE name = 'default'"))
+            if Path(served).resolve() != settings.chdb_path.resolve():
+                raise SinkError(
+                    f"the embedded ClickHouse at {url} serves {served}, not {settings.chdb_path} "
+                    f"(TEILHABE_CLICKHOUSE_DSN); stop it or use another TEILHABE_DATA_DIR"
+                )
+        client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(db)}")
+    except SinkError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any connect failure is reported the same way
+        raise SinkError(f"cannot use ClickHouse at {where}: {exc}") from exc
+    client.database = db
+    return client
+
+
+def quote_identifier(name: str) -> str:
+    """A back-quoted ClickHouse identifier."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
 def run_query(client: Client, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
-    """Run a query; (column names, rows)."""
+    """Run a query; (column names, rows). Column names also for an empty result."""
     result = client.query(sql)
-    return list(result.column_names), list(result.result_rows)
+    columns, rows = list(result.column_names), list(result.result_rows)
+    if not columns and not rows:
+        # chDB sends no Native block for zero rows; a LIMIT 0 probe (FORMAT JSON) has the names
+        try:
+            probe = f"SELECT * FROM ({sql.strip().rstrip(';')}) LIMIT 0"
+            columns = list(client.query(probe).column_names)
+        except Exception:  # noqa: BLE001 - not a SELECT: no columns to show
+            columns = []
+    return columns, rows
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, bytes):
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal | UUID | ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return str(value)
+    if isinstance(value, bytes | bytearray):
         return value.decode("utf-8", "replace")
-    return value
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"cannot render {type(value).__name__}")
+
+
+def _text(value: Any, null: str) -> str:
+    if value is None:
+        return null
+    if isinstance(value, datetime | date | dtime):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list | tuple | dict | set | frozenset):
+        return orjson.dumps(value, default=_json_default).decode()
+    return str(value)
 
 
 def format_rows(
-    columns: list[str], rows: list[Sequence[Any]], fmt: Literal["table", "json", "csv"]
+    column_names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    fmt: Literal["table", "json", "csv"],
 ) -> str:
-    """Render a result as an aligned table, a JSON list of objects, or CSV with a header."""
+    """Render a result as an aligned text table, a JSON list of objects, or CSV with a header."""
     if fmt == "json":
-        docs = [{c: _cell(v) for c, v in zip(columns, row, strict=True)} for row in rows]
-        return orjson.dumps(docs, option=orjson.OPT_INDENT_2).decode()
+        docs = [dict(zip(column_names, row, strict=True)) for row in rows]
+        return orjson.dumps(docs, default=_json_default, option=orjson.OPT_INDENT_2).decode()
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([[_cell(v) for v in row] for row in rows])
+        writer.writerow(column_names)
+        writer.writerows([[_text(v, "") for v in row] for row in rows])
         return buf.getvalue().rstrip("\n")
-    cells = [[str(_cell(v)) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    if fmt != "table":
+        raise ValueError(f"format must be table, json or csv, got {fmt!r}")
+    cells = [[_text(v, "NULL") for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(column_names)]
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
+        "  ".join(c.ljust(w) for c, w in zip(column_names, widths, strict=True)).rstrip(),
         "  ".join("-" * w for w in widths),
     ]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return "\n".join(lines)
+
+
+__all__ = [
+    "EmbeddedClickHouse",
+    "addr_file",
+    "embedded_url",
+    "ensure_embedded_server",
+    "format_rows",
+    "get_client",
+    "ping",
+    "run_query",
+    "start_embedded_server",
+]

@@ -1,16 +1,21 @@
 """Versioned ClickHouse migrations from ``schemas/clickhouse/NNN_name.sql``.
 
-Each file may hold several statements separated by ``;`` at a line end; ``{db}`` and
-``{ttl_days}`` are filled in. Applied versions are recorded with a checksum in
-``{db}.schema_migrations``; editing an applied migration is an error (add a new one).
+A file may hold several statements separated by ``;`` (outside quotes and comments); ``{db}``
+is replaced by the database and ``{ttl_days}`` by ``TEILHABE_FACTS_TTL_DAYS``. Applied versions
+are recorded with the SHA-256 of the file in ``{db}.schema_migrations``; editing an applied
+migration is an error (add a new one). A migration is recorded after all its statements ran, so
+a failed one is retried from its first statement: write statements that may run twice
+(``IF NOT EXISTS``, ``CREATE OR REPLACE VIEW``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
@@ -18,70 +23,142 @@ from clickhouse_connect.driver.client import Client
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
-_NAME_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
-def migration_files(migrations_dir: Path | None = None) -> list[tuple[int, str, str]]:
-    """(version, name, text) of every migration, in version order."""
-    if migrations_dir is not None:
-        entries = [(p.name, p.read_text()) for p in migrations_dir.iterdir()]
-    else:
-        folder = resources.files("schemas").joinpath("clickhouse")
-        entries = [(p.name, p.read_text()) for p in folder.iterdir() if p.name.endswith(".sql")]
-    out = []
-    for name, text in entries:
-        m = _NAME_RE.match(name)
-        if m:
-            out.append((int(m.group(1)), name, text))
-    out.sort()
-    versions = [v for v, _, _ in out]
-    if len(set(versions)) != len(versions):
-        raise ConfigError(f"two migrations share a version number: {[n for _, n, _ in out]}")
+@dataclass(frozen=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    name: str  # file name, e.g. 001_core.sql
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the file text (before placeholders are filled in)."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def render(self, settings: Settings) -> list[str]:
+        """The statements with ``{db}`` and ``{ttl_days}`` filled in."""
+        text = self.text.replace("{db}", settings.clickhouse_database).replace(
+            "{ttl_days}", str(settings.facts_ttl_days)
+        )
+        return split_statements(text)
+
+
+def _default_dir() -> Traversable:
+    return resources.files("schemas") / "clickhouse"
+
+
+def migration_files(migrations_dir: Path | None = None) -> list[Migration]:
+    """Every migration in version order; ConfigError for misnamed files or duplicate versions."""
+    folder: Traversable = migrations_dir if migrations_dir is not None else _default_dir()
+    out: list[Migration] = []
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        m = _FILE_RE.match(entry.name)
+        if not m:
+            raise ConfigError(
+                f"migration file {entry.name!r} is not named NNN_name.sql "
+                "(three digits, lower-case letters, digits and _)"
+            )
+        out.append(Migration(int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    out.sort(key=lambda mig: mig.version)
+    for prev, cur in zip(out, out[1:], strict=False):
+        if prev.version == cur.version:
+            raise ConfigError(f"migrations {prev.name} and {cur.name} share version {cur.version}")
     return out
 
 
-def statements(text: str) -> list[str]:
-    """Split a migration into statements (``;`` at a line end), comments dropped."""
-    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("--")]
-    parts = re.split(r";\s*$", "\n".join(lines), flags=re.MULTILINE)
-    return [p.strip() for p in parts if p.strip()]
+def split_statements(text: str) -> list[str]:
+    """Split SQL at ``;`` outside quotes and comments; comment-only pieces are dropped."""
+    statements: list[str] = []
+    buf: list[str] = []
+    has_code = False
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if text.startswith("--", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            buf.append(text[i:end])
+            i = end
+            continue
+        if text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            buf.append(text[i:end])
+            i = end
+            continue
+        if ch in "'\"`":
+            j = i + 1
+            while j < n and text[j] != ch:
+                j += 2 if text[j] == "\\" else 1
+            buf.append(text[i : j + 1])
+            has_code = True
+            i = j + 1
+            continue
+        if ch == ";":
+            if has_code:
+                statements.append("".join(buf).strip())
+            buf, has_code = [], False
+            i += 1
+            continue
+        buf.append(ch)
+        has_code = has_code or not ch.isspace()
+        i += 1
+    if has_code:
+        statements.append("".join(buf).strip())
+    return statements
+
+
+def applied_migrations(client: Client, database: str) -> dict[int, tuple[str, str]]:
+    """version -> (name, checksum) of the recorded migrations (creates the table if missing)."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS `{database}`.schema_migrations (version UInt32, name String, "
+        "checksum String, applied_at DateTime) ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    rows = client.query(
+        f"SELECT version, name, checksum FROM `{database}`.schema_migrations FINAL"
+    ).result_rows
+    return {int(v): (str(name), str(checksum)) for v, name, checksum in rows}
 
 
 def migrate(client: Client, settings: Settings, migrations_dir: Path | None = None) -> list[str]:
-    """Apply pending migrations; returns the names applied (empty when up to date)."""
+    """Apply pending migrations in version order; return the file names applied (idempotent).
+
+    Raises ConfigError when an applied migration's file changed (its checksum differs) and
+    lets ClickHouse errors of a failing statement through (nothing recorded for that file).
+    Afterwards TEILHABE_MIN_GROUP_SIZE is written to ``{db}.config`` when that table exists.
+    """
     db = settings.clickhouse_database
-    client.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, "
-        "checksum String, applied_at DateTime) ENGINE = ReplacingMergeTree ORDER BY version"
-    )
-    done = {
-        int(v): (n, c)
-        for v, n, c in client.query(
-            f"SELECT version, name, checksum FROM {db}.schema_migrations FINAL"
-        ).result_rows
-    }
-    applied = []
-    for version, name, text in migration_files(migrations_dir):
-        checksum = hashlib.sha256(text.encode()).hexdigest()
-        if version in done:
-            if done[version][1] != checksum:
-                raise ConfigError(
-                    f"migration {name} changed after it was applied (checksum differs); "
-                    "never edit an applied migration, add a new one"
-                )
+    files = migration_files(migrations_dir)
+    done = applied_migrations(client, db)
+    for mig in files:
+        if mig.version in done and done[mig.version][1] != mig.checksum:
+            raise ConfigError(
+                f"migration {mig.name} changed after it was applied (checksum differs from the "
+                f"one recorded in {db}.schema_migrations); never edit an applied migration, "
+                "add a new one"
+            )
+    applied: list[str] = []
+    for mig in files:
+        if mig.version in done:
             continue
-        sql = text.replace("{db}", db).replace("{ttl_days}", str(settings.facts_ttl_days))
-        for stmt in statements(sql):
-            client.command(stmt)
+        for statement in mig.render(settings):
+            client.command(statement)
         client.insert(
-            f"{db}.schema_migrations",
-            [(version, name, checksum, datetime.now(UTC).replace(tzinfo=None))],
+            f"`{db}`.schema_migrations",
+            [(mig.version, mig.name, mig.checksum, datetime.now(UTC).replace(tzinfo=None))],
             column_names=("version", "name", "checksum", "applied_at"),
         )
-        applied.append(name)
-    client.command(
-        f"INSERT INTO {db}.config (key, value) VALUES ('min_group_size', "
-        f"'{int(settings.min_group_size)}')"
-    )
+        applied.append(mig.name)
+    if client.command(f"EXISTS TABLE `{db}`.config") == 1:
+        client.command(
+            f"INSERT INTO `{db}`.config (key, value) VALUES ('min_group_size', "
+            f"'{int(settings.min_group_size)}')"
+        )
     return applied

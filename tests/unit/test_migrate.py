@@ -1,0 +1,194 @@
+"""Versioned migrations: file discovery, statement splitting, ordering, idempotence and
+checksums, applied to the embedded ClickHouse through the HTTP server."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
+
+from pipeline.clickhouse import EmbeddedClickHouse, get_client, start_embedded_server
+from pipeline.errors import ConfigError
+from pipeline.migrate import migrate, migration_files, split_statements
+from pipeline.settings import Settings, load_settings
+
+_db_numbers = itertools.count()
+
+
+# --- without ClickHouse -----------------------------------------------------------------------
+
+
+def test_split_statements_respects_quotes_and_comments() -> None:
+    text = """
+    -- header; with a semicolon
+    CREATE TABLE {db}.a (s String DEFAULT 'x;y') ENGINE = Memory;
+    /* block; comment */
+    INSERT INTO {db}.a VALUES ('it''s; fine'), ('back\\'slash;');
+
+    ;
+    SELECT `odd;name` FROM {db}.a
+    -- trailing comment only;
+    """
+    stmts = split_statements(text)
+    assert len(stmts) == 3
+    assert stmts[0].endswith("ENGINE = Memory")
+    assert "'it''s; fine'" in stmts[1] and "('back\\'slash;')" in stmts[1]
+    assert stmts[2].startswith("SELECT `odd;name`")
+
+
+def test_migration_files_are_ordered_by_version(tmp_path: Path) -> None:
+    for name in ["010_late.sql", "002_second.sql", "001_first.sql"]:
+        (tmp_path / name).write_text("SELECT 1;")
+    (tmp_path / "README.md").write_text("not a migration")
+    assert [m.name for m in migration_files(tmp_path)] == [
+        "001_first.sql",
+        "002_second.sql",
+        "010_late.sql",
+    ]
+    assert [m.version for m in migration_files(tmp_path)] == [1, 2, 10]
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["001_a.sql", "001_b.sql"], "share version 1"),
+        (["1_a.sql"], "'1_a.sql' is not named NNN_name.sql"),
+        (["001-Core.sql"], "not named NNN_name.sql"),
+    ],
+)
+def test_bad_migration_files_are_config_errors(
+    tmp_path: Path, names: list[str], message: str
+) -> None:
+    for name in names:
+        (tmp_path / name).write_text("SELECT 1;")
+    with pytest.raises(ConfigError, match=message):
+        migration_files(tmp_path)
+
+
+def test_packaged_migrations_are_found() -> None:
+    files = migration_files()
+    assert files, "schemas/clickhouse/*.sql ships with the package"
+    assert [m.version for m in files] == sorted({m.version for m in files})
+
+
+# --- on the embedded ClickHouse ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedClickHouse]:
+    root = tmp_path_factory.mktemp("migrate")
+    settings = load_settings(
+        data_dir=root / "var", clickhouse_dsn=f"chdb://{root / 'var' / 'clickhouse'}"
+    )
+    with start_embedded_server(settings) as srv:
+        yield srv
+
+
+@pytest.fixture
+def env(
+    server: EmbeddedClickHouse, tmp_path: Path
+) -> Iterator[tuple[Settings, Client, Path, Callable[[str, str], Path]]]:
+    """(settings with a fresh database, client, migrations dir, write(name, sql))."""
+    settings = server.settings.model_copy(
+        update={"clickhouse_database": f"mig{next(_db_numbers)}", "facts_ttl_days": 30}
+    )
+    client = get_client(settings)
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+
+    def write(name: str, sql: str) -> Path:
+        path = folder / name
+        path.write_text(sql)
+        return path
+
+    yield settings, client, folder, write
+    client.close()
+
+
+FIRST = """
+-- the facts table
+CREATE TABLE IF NOT EXISTS {db}.facts (id String, ts DateTime)
+ENGINE = MergeTree ORDER BY id
+TTL ts + INTERVAL {ttl_days} DAY;
+INSERT INTO {db}.facts VALUES ('seed', now());
+"""
+SECOND = """
+ALTER TABLE {db}.facts ADD COLUMN IF NOT EXISTS kind LowCardinality(String) DEFAULT 'x';
+CREATE OR REPLACE VIEW {db}.kinds AS SELECT kind, count() AS n FROM {db}.facts GROUP BY kind;
+"""
+
+
+def test_applies_in_order_fills_placeholders_and_records(env: tuple) -> None:
+    settings, client, folder, write = env
+    db = settings.clickhouse_database
+    write("002_kinds.sql", SECOND)  # depends on 001: only works in version order
+    write("001_facts.sql", FIRST)
+    assert migrate(client, settings, folder) == ["001_facts.sql", "002_kinds.sql"]
+    assert client.query(f"SELECT kind, n FROM {db}.kinds").result_rows == [("x", 1)]
+    ddl = str(client.command(f"SHOW CREATE TABLE {db}.facts"))
+    assert "toIntervalDay(30)" in ddl.replace("\\n", " ")
+    recorded = client.query(
+        f"SELECT version, name, length(checksum), applied_at > now() - 600 "
+        f"FROM {db}.schema_migrations FINAL ORDER BY version"
+    ).result_rows
+    assert recorded == [(1, "001_facts.sql", 64, True), (2, "002_kinds.sql", 64, True)]
+
+
+def test_is_idempotent_and_applies_only_new_ones(env: tuple) -> None:
+    settings, client, folder, write = env
+    db = settings.clickhouse_database
+    write("001_facts.sql", FIRST)
+    assert migrate(client, settings, folder) == ["001_facts.sql"]
+    assert migrate(client, settings, folder) == []
+    assert migrate(client, settings, folder) == []
+    assert client.command(f"SELECT count() FROM {db}.facts") == 1  # the seed ran once
+    write("002_kinds.sql", SECOND)
+    assert migrate(client, settings, folder) == ["002_kinds.sql"]
+    assert migrate(client, settings, folder) == []
+    assert client.command(f"SELECT count() FROM {db}.schema_migrations FINAL") == 2
+
+
+def test_changed_applied_migration_is_an_error_naming_the_file(env: tuple) -> None:
+    settings, client, folder, write = env
+    db = settings.clickhouse_database
+    first = write("001_facts.sql", FIRST)
+    migrate(client, settings, folder)
+    first.write_text(FIRST.replace("id String", "id String, extra UInt8"))
+    write("002_kinds.sql", SECOND)
+    with pytest.raises(ConfigError, match=r"001_facts\.sql changed after it was applied"):
+        migrate(client, settings, folder)
+    # nothing else ran: 002 is still pending
+    assert client.command(f"EXISTS TABLE {db}.kinds") == 0
+    first.write_text(FIRST)
+    assert migrate(client, settings, folder) == ["002_kinds.sql"]
+
+
+def test_failed_migration_is_not_recorded_and_retried(env: tuple) -> None:
+    settings, client, folder, write = env
+    db = settings.clickhouse_database
+    write("001_facts.sql", FIRST)
+    bad = write("002_kinds.sql", SECOND.replace("GROUP BY kind", "GROUP BY no_such_column"))
+    with pytest.raises(DatabaseError, match="no_such_column"):
+        migrate(client, settings, folder)
+    versions = client.query(f"SELECT version FROM {db}.schema_migrations FINAL").result_rows
+    assert versions == [(1,)]
+    bad.write_text(SECOND)  # never applied, so fixing it is allowed
+    assert migrate(client, settings, folder) == ["002_kinds.sql"]
+
+
+def test_min_group_size_is_written_to_the_config_table(env: tuple) -> None:
+    settings, client, folder, write = env
+    db = settings.clickhouse_database
+    write(
+        "001_config.sql",
+        "CREATE TABLE IF NOT EXISTS {db}.config (key String, value String) "
+        "ENGINE = ReplacingMergeTree ORDER BY key;",
+    )
+    migrate(client, settings.model_copy(update={"min_group_size": 7}), folder)
+    migrate(client, settings.model_copy(update={"min_group_size": 9}), folder)
+    rows = client.query(f"SELECT key, value FROM {db}.config FINAL").result_rows
+    assert rows == [("min_group_size", "9")]
