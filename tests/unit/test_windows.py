@@ -16,7 +16,7 @@ UNITS = ["A", "B", "C"]
 TYPES = ["post_created", "view", "reply_created"]
 
 
-Message = tuple[int, list[dict[str, Any]]]  # (upstream source, events)
+Message = tuple[int, list[dict[str, Any]] | None]  # (upstream source, events or idle marker)
 
 
 def oracle(
@@ -33,8 +33,14 @@ def oracle(
     actors: dict[tuple[int, str], set[str]] = defaultdict(set)
     types: dict[tuple[int, str], Counter[str]] = defaultdict(Counter)
     source_max: dict[int, int | None] = dict.fromkeys(range(n_sources))
+    idle: set[int] = set()
     wm: int | None = None
     for source, events in messages:
+        if events is None:  # idle marker: the source no longer holds the watermark back
+            idle.add(source)
+            events = []
+        else:
+            idle.discard(source)
         for ev in events:
             start = ev["ts"] // WINDOW_MS * WINDOW_MS
             if wm is not None and start + WINDOW_MS + grace_ms <= wm:
@@ -47,8 +53,8 @@ def oracle(
         for ev in events:
             prev = source_max[source]
             source_max[source] = ev["ts"] if prev is None else max(prev, ev["ts"])
-        maxes = list(source_max.values())
-        if all(m is not None for m in maxes):
+        maxes = [m for src, m in source_max.items() if src not in idle]
+        if maxes and all(m is not None for m in maxes):
             low = min(m for m in maxes if m is not None)
             wm = low if wm is None else max(wm, low)
     return {k: (len(actors[k]), dict(types[k])) for k in actors}
@@ -79,16 +85,23 @@ def streams(draw: st.DrawFn, n_sources: int = 1) -> list[Message]:
     one of ``n_sources`` upstream sources."""
     pool = draw(st.lists(pool_event, min_size=1, max_size=60))
     pool = [{**e, "event_id": f"e{i}"} for i, e in enumerate(pool)]
-    message = st.tuples(st.integers(0, n_sources - 1), st.lists(st.sampled_from(pool), max_size=6))
+    events = st.lists(st.sampled_from(pool), max_size=6)
+    message = st.tuples(st.integers(0, n_sources - 1), st.one_of(events, events, events, st.none()))
     return draw(st.lists(message, min_size=1, max_size=40))
 
 
 def run(messages: list[Message], pw: PartitionWindows, first: int = 0) -> list[ClosedWindow]:
     closed: list[ClosedWindow] = []
     for offset in range(first, len(messages)):
-        source, events = messages[offset]
-        closed += pw.add(offset, [dict(e) for e in events], source)[1]
+        closed += apply(pw, offset, messages[offset])
     return closed
+
+
+def apply(pw: PartitionWindows, offset: int, message: Message) -> list[ClosedWindow]:
+    source, events = message
+    if events is None:
+        return pw.mark_source_idle(offset, source)[1]
+    return pw.add(offset, [dict(e) for e in events], source)[1]
 
 
 GRACES = st.sampled_from([0, 300, 2000])
@@ -122,8 +135,7 @@ def test_crash_and_replay_from_checkpoint_is_exact(
     pending: list[ClosedWindow] = []
     checkpoint = None
     for offset in range(crash_at):
-        source, events = messages[offset]
-        pending += pw.add(offset, [dict(e) for e in events], source)[1]
+        pending += apply(pw, offset, messages[offset])
         if offset + 1 == flush_at:
             written += pending
             pending = []
@@ -161,8 +173,8 @@ def test_idle_source_is_set_aside_and_comes_back() -> None:
     pw.add(0, [ev("a", 100)], source=0)
     pw.add(1, [ev("b", 5000)], source=0)
     assert pw.watermark_ms < 0  # source 1 has said nothing yet
-    assert [c.start_ms for c in pw.mark_idle(1)] == [0]
-    pw.add(2, [ev("c", 7000)], source=1)
+    assert [c.start_ms for c in pw.mark_source_idle(2, 1)[1]] == [0]
+    pw.add(3, [ev("c", 7000)], source=1)
     assert 1 not in pw.idle and pw.watermark_ms == 5000
 
 
