@@ -34,6 +34,7 @@ class PartitionState:
 
     windows: PartitionWindows
     pending: deque[Any] = field(default_factory=deque)
+    source_seen_at: dict[int, float] = field(default_factory=dict)
     last_message_at: float = field(default_factory=time.monotonic)
     last_idle_step_at: float = field(default_factory=time.monotonic)
     dirty: bool = False
@@ -73,6 +74,8 @@ class EngagementStage:
                     len(cp.closes),
                 )
             st = self.states[partition] = PartitionState(windows)
+            now = time.monotonic()
+            st.source_seen_at = {src: now for src in windows.sources}
         return st
 
     async def process(self, batch: list[Any]) -> None:
@@ -92,18 +95,10 @@ class EngagementStage:
                 event.value = msg.value = None  # the state keeps what it needs
                 st.pending.append(event)
                 st.dirty = True
-                if doc.get("idle"):  # the ingest of this source has nothing pending
-                    source = int(doc["src"])
-                    was_idle = source in st.windows.idle
-                    outcome, closed = st.windows.mark_source_idle(msg.offset, source)
-                    if not was_idle and not outcome.skipped_message:
-                        log.info(
-                            "source idle partition=%s source=%s offset=%s watermark_ms=%s",
-                            msg.partition, source, msg.offset, st.windows.watermark_ms,
-                        )
-                else:
-                    outcome, closed = st.windows.add(msg.offset, doc["events"], int(doc["src"]))
-                    st.last_message_at = st.last_idle_step_at = time.monotonic()
+                source = int(doc["src"])
+                outcome, closed = st.windows.add(msg.offset, doc["events"], source)
+                st.last_message_at = st.last_idle_step_at = time.monotonic()
+                st.source_seen_at[source] = st.last_message_at
                 m.messages_consumed.labels(msg.topic).inc()
                 if outcome.skipped_message:
                     continue
@@ -132,6 +127,14 @@ class EngagementStage:
         now = time.monotonic()
         async with self.lock:
             for st in self.states.values():
+                # a source quiet for idle_close_s stops holding the watermark back (its next
+                # message brings it back); recorded through close offsets like any close
+                for source, seen_at in st.source_seen_at.items():
+                    if now - seen_at >= s.idle_close_s and source not in st.windows.idle:
+                        closed = st.windows.mark_idle(source)
+                        if closed:
+                            st.dirty = True
+                            self.closed.extend(closed)
                 if now - st.last_message_at >= s.idle_close_s:
                     step_ms = int((now - st.last_idle_step_at) * 1000)
                     st.last_idle_step_at = now

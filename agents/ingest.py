@@ -29,7 +29,6 @@ log = logging.getLogger("teilhabe.ingest")
 
 BATCH_MESSAGES = 500
 BATCH_WITHIN_S = 0.1
-IDLE_MARKER_INTERVAL_S = 1.0
 
 
 def register(rt: Runtime) -> None:
@@ -38,11 +37,6 @@ def register(rt: Runtime) -> None:
     metrics = rt.metrics
     future_ms = s.future_tolerance_s * 1000
     partitions = s.activity_partitions
-
-    next_offset: dict[int, int] = {}  # input partition -> offset after the last one handled
-    last_data_at: dict[int, float] = {}
-    announced_idle: set[int] = set()  # input partitions whose idleness was announced
-    first_seen_at: dict[int, float] = {}  # when this worker first saw a partition assigned
 
     @rt.app.agent(rt.events_topic, name="teilhabe.ingest")
     async def ingest(stream: Any) -> None:
@@ -87,48 +81,3 @@ def register(rt: Runtime) -> None:
                     partition=partition,
                     force=True,  # see module docstring: never attach to the current event
                 )
-            # only now, with every envelope of the batch handed to the producer (which keeps
-            # the order per partition), may the idle-marker timer consider these sources
-            for event in batch:
-                next_offset[event.message.partition] = event.message.offset + 1
-                last_data_at[event.message.partition] = time.monotonic()
-                announced_idle.discard(event.message.partition)
-
-    @rt.app.timer(interval=IDLE_MARKER_INTERVAL_S)
-    async def idle_markers() -> None:
-        """Tell every activity partition which of our input partitions have nothing pending.
-
-        The engagement stage then leaves those sources out of its watermark. The marker travels
-        in order behind the source's data, so the decision is part of the replayable sequence,
-        and a source that is merely slow (data still waiting in Kafka) is never set aside.
-        """
-        consumer = rt.app.consumer
-        now = time.monotonic()
-        for tp in consumer.assignment():
-            if tp.topic != s.topic_events or tp.partition in announced_idle:
-                continue  # announced once per quiet spell: markers must not flood the topic
-            if now - last_data_at.get(tp.partition, 0.0) < IDLE_MARKER_INTERVAL_S:
-                continue
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue  # nothing fetched yet: unknown, so not idle
-            done = next_offset.get(tp.partition)
-            if done is None:
-                # Nothing handled from it yet: an empty partition, or one whose first fetch
-                # has not come back. Only after idle_close_s of that is it declared idle.
-                seen = first_seen_at.setdefault(tp.partition, now)
-                if now - seen < s.idle_close_s or highwater > 0:
-                    continue
-                done = 0
-            if done < highwater:
-                continue  # data is waiting: not idle
-            log.debug(
-                "idle marker source=%s next_offset=%s highwater=%s",
-                tp.partition, next_offset.get(tp.partition), highwater,
-            )
-            marker = orjson.dumps({"src": tp.partition, "events": [], "idle": True})
-            for partition in range(partitions):
-                await rt.activity_topic.send(
-                    key=str(partition).encode(), value=marker, partition=partition, force=True
-                )
-            announced_idle.add(tp.partition)

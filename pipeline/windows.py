@@ -10,9 +10,9 @@ message sequence, which is what makes crash recovery exact:
   sent (never decreasing), so a source that lags behind does not make its events late. A
   window ``[start, start + window)`` closes once ``start + window + grace <= watermark``; the
   check runs after every message, so closing does not depend on how messages were batched.
-* A source whose ingest has nothing pending sends an idle marker through the same partition;
-  it is then set aside (``mark_source_idle``) so it does not hold the watermark back, and its
-  next data brings it back. Markers are messages, so this too replays exactly.
+* A source quiet for a while (wall clock) is set aside (``mark_idle``) so it does not hold the
+  watermark back; its next message brings it back. Like the idle close, that decision is not
+  replayable, so what it closes is recorded through close offsets.
 * An idle partition's watermark advances with the wall clock (``advance_idle``) so the last
   window closes without new data. That step is not replayable, so every close is recorded
   with its ``close_offset`` (the first offset *not* included).
@@ -217,19 +217,14 @@ class PartitionWindows:
         self._recompute_watermark()
         return out, self._close_ready()
 
-    def mark_source_idle(self, offset: int, source: int) -> tuple[Outcome, list[ClosedWindow]]:
-        """An idle marker of ``source`` at ``offset``: set it aside from the watermark."""
-        out = Outcome()
-        if offset < self.resume_offset:
-            out.skipped_message = True
-            return out, []
-        self.next_offset = offset + 1
+    def mark_idle(self, source: int) -> list[ClosedWindow]:
+        """Set a quiet source aside (wall-clock decision of the worker, not replayed)."""
         if source in self.idle:
-            return out, []
+            return []
         self.sources.setdefault(source, NO_WATERMARK)
         self.idle.add(source)
         self._recompute_watermark()
-        return out, self._close_ready()
+        return self._close_ready()
 
     def advance_idle(self, idle_ms: int, close_all: bool = False) -> list[ClosedWindow]:
         """Advance the watermark by ``idle_ms`` of wall-clock idleness; close what is due.
