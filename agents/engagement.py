@@ -127,9 +127,13 @@ class EngagementStage:
         now = time.monotonic()
         async with self.lock:
             for st in self.states.values():
-                # a source quiet for idle_close_s stops holding the watermark back (its next
-                # message brings it back); recorded through close offsets like any close
+                # Live: a source quiet for idle_close_s stops holding the watermark back (its
+                # next message brings it back); recorded through close offsets like any close.
+                # Not in a backfill: there a quiet source is one still catching up, and the
+                # whole partition's idleness (the input has ended) closes everything.
                 for source, seen_at in st.source_seen_at.items():
+                    if s.idle_close_mode == "flush_all":
+                        break
                     if now - seen_at >= s.idle_close_s and source not in st.windows.idle:
                         closed = st.windows.mark_idle(source)
                         if closed:
