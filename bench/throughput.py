@@ -117,13 +117,22 @@ def pipeline_rate(lines: list[bytes], envelope: int, root: Path) -> tuple[float,
         t0 = 0.0
         peak_rss = 0.0
         while True:
-            n = scrape(url, "teilhabe_events_ingested_total")
+            n = sum(  # every event the engagement stage has handled, on time or not
+                scrape(url, name)
+                for name in (
+                    "teilhabe_events_ingested_total",
+                    "teilhabe_events_late_total",
+                    "teilhabe_events_duplicate_total",
+                )
+            )
             if n and not t0:
                 t0 = time.perf_counter()
             rss = _rss_mb(proc.pid)
             peak_rss = max(peak_rss, rss)
             if n >= len(lines):
                 break
+            if proc.poll() is not None:
+                raise SystemExit(f"the worker exited early; see {stack.log_dir}")
             time.sleep(0.05)
         elapsed = time.perf_counter() - t0
     return len(lines) / elapsed, peak_rss
@@ -163,7 +172,7 @@ def main() -> None:
             text=True,
             timeout=600,
         )
-        m = re.search(r"elapsed_s=([\d.]+)", out.stdout)
+        m = re.search(r"elapsed_s=([\d.]+)", out.stdout + out.stderr)  # Faust logs stdout
         if not m:
             raise SystemExit(f"no-op agent failed:\n{out.stdout}\n{out.stderr[-2000:]}")
         b = N_SINGLE / float(m.group(1))
