@@ -56,7 +56,7 @@ _MAX_LEN: Final = {
     "idea_status": 100,
 }
 _REQUIRED: Final = ("event_id", "event_type", "occurred_at", "actor_id")
-_OPTIONAL: Final = (
+OPTIONAL_FIELDS: Final = (
     "actor_unit",
     "space_id",
     "platform",
@@ -122,7 +122,7 @@ def validate_event(obj: object, now_ms: int, future_tolerance_ms: int) -> dict[s
         if len(value) > _MAX_LEN.get(field, 10_000):
             raise InvalidEvent("too_long", field)
         out[field] = value
-    for field in _OPTIONAL:
+    for field in OPTIONAL_FIELDS:
         value = obj.get(field)
         if value is not None:
             if not isinstance(value, str):

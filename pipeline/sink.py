@@ -17,27 +17,15 @@ from typing import Any
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from pipeline.contract import OPTIONAL_FIELDS
 from pipeline.exporter import PipelineMetrics
 from pipeline.windows import Checkpoint, ClosedWindow
 
 log = logging.getLogger(__name__)
 
+#: ``events`` columns: the contract's fields (ids pseudonymised), event time in ms, late flag.
 EVENT_COLUMNS = (
-    "event_id",
-    "event_type",
-    "ts_ms",
-    "actor_id",
-    "actor_unit",
-    "space_id",
-    "platform",
-    "target_actor_id",
-    "target_unit",
-    "content_id",
-    "parent_content_id",
-    "root_content_id",
-    "idea_status",
-    "is_late",
-    "version",
+    "event_id", "event_type", "ts_ms", "actor_id", *OPTIONAL_FIELDS, "is_late", "version"
 )
 WINDOW_COLUMNS = (
     "window_start",
@@ -59,15 +47,7 @@ def event_row(ev: dict[str, Any], late: bool) -> tuple[Any, ...]:
         ev["event_type"],
         ev["ts"],
         ev["actor_id"],
-        ev["actor_unit"],
-        ev["space_id"],
-        ev["platform"],
-        ev["target_actor_id"],
-        ev["target_unit"],
-        ev["content_id"],
-        ev["parent_content_id"],
-        ev["root_content_id"],
-        ev["idea_status"],
+        *[ev[field] for field in OPTIONAL_FIELDS],
         1 if late else 0,
         0 if late else 1,
     )
