@@ -11,13 +11,11 @@ import logging
 import time
 from pathlib import Path
 
-import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.devstack import DevStack, wait_until_drained
-from pipeline.producer import make_producer, produce_directory, produce_events, read_jsonl
-from pipeline.pseudonym import Pseudonymiser
+from pipeline.producer import make_producer, produce_directory_file, produce_events, read_jsonl
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,13 +35,12 @@ def run_backfill(
     console = console or Console(stderr=True)
     if not events_file.exists():
         raise FileNotFoundError(f"no such file: {events_file}")
-    key = settings.read_pseudonym_key()
+    settings.read_pseudonym_key()  # fail before anything starts when there is no key
     started = time.monotonic()
     with DevStack(settings, extra_env=BACKFILL_ENV) as stack:
         producer = make_producer(stack.bootstrap)
         if directory_file is not None:
-            records = (orjson.loads(line) for line in read_jsonl(directory_file))
-            n = produce_directory(producer, settings.topic_directory, records, Pseudonymiser(key))
+            n = produce_directory_file(producer, settings, directory_file)
             console.print(f"directory: {n} people")
         for _ in range(workers):
             stack.start_worker()

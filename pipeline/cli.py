@@ -184,8 +184,7 @@ def produce(
     rate: Annotated[float, typer.Option(help="Events/s (0 = as fast as possible)")] = 0.0,
 ) -> None:
     """Send a JSON-lines file to the events topic (batched into envelopes)."""
-    from pipeline.producer import make_producer, produce_directory, produce_events, read_jsonl
-    from pipeline.pseudonym import Pseudonymiser
+    from pipeline.producer import make_producer, produce_directory_file, produce_events, read_jsonl
 
     s = _settings()
     if s.embedded_broker:
@@ -198,10 +197,7 @@ def produce(
         raise typer.Exit(2)
     producer = make_producer(s.kafka_bootstrap)
     if directory is not None:
-        records = (orjson.loads(line) for line in read_jsonl(directory))
-        n = produce_directory(
-            producer, s.topic_directory, records, Pseudonymiser(s.read_pseudonym_key())
-        )
+        n = produce_directory_file(producer, s, directory)
         typer.echo(f"directory: {n} people")
     n = produce_events(
         producer,

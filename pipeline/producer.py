@@ -16,6 +16,7 @@ import orjson
 from kafka import KafkaProducer
 
 from pipeline.pseudonym import Pseudonymiser
+from pipeline.settings import Settings
 
 DEFAULT_ENVELOPE_SIZE = 500
 
@@ -123,3 +124,12 @@ def produce_directory(
         n += 1
     producer.flush()
     return n
+
+
+def produce_directory_file(producer: KafkaProducer, settings: Settings, path: Path) -> int:
+    """Send a directory JSON-lines file to the directory topic, pseudonymised with the key
+    of ``settings``; returns the number of people sent."""
+    records = (orjson.loads(line) for line in read_jsonl(path))
+    return produce_directory(
+        producer, settings.topic_directory, records, Pseudonymiser(settings.read_pseudonym_key())
+    )

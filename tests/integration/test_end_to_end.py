@@ -15,8 +15,7 @@ from kafka import KafkaConsumer
 
 from pipeline import generator as gen
 from pipeline.devstack import DevStack, wait_until_drained
-from pipeline.producer import make_producer, produce_directory, produce_events, read_jsonl
-from pipeline.pseudonym import Pseudonymiser
+from pipeline.producer import make_producer, produce_directory_file, produce_events, read_jsonl
 from pipeline.settings import Settings
 from tests.conftest import configure
 
@@ -105,12 +104,7 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
 
     with DevStack(settings, extra_env=BACKFILL_ENV) as stack:
         producer = make_producer(stack.bootstrap)
-        produce_directory(
-            producer,
-            settings.topic_directory,
-            map(orjson.loads, read_jsonl(directory)),
-            Pseudonymiser(settings.read_pseudonym_key()),
-        )
+        produce_directory_file(producer, settings, directory)
         for _ in range(workers):
             stack.start_worker()
         produce_events(producer, settings.topic_events, read_jsonl(mixed), envelope_size=200)

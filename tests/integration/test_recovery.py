@@ -16,8 +16,7 @@ from pipeline import generator as gen
 from pipeline.backfill import BACKFILL_ENV
 from pipeline.clickhouse import get_client
 from pipeline.devstack import DevStack, wait_until_drained
-from pipeline.producer import make_producer, produce_directory, produce_events, read_jsonl
-from pipeline.pseudonym import Pseudonymiser
+from pipeline.producer import make_producer, produce_directory_file, produce_events, read_jsonl
 from tests.conftest import configure
 from tests.integration.test_end_to_end import WINDOW_S, oracle
 
@@ -60,12 +59,7 @@ def test_sigkill_mid_run_then_restart_equals_oracle(tmp_path: Path) -> None:
         }
         with DevStack(settings, extra_env=env) as stack:
             producer = make_producer(stack.bootstrap)
-            produce_directory(
-                producer,
-                settings.topic_directory,
-                map(orjson.loads, read_jsonl(dir_path)),
-                Pseudonymiser(settings.read_pseudonym_key()),
-            )
+            produce_directory_file(producer, settings, dir_path)
             produce_events(producer, settings.topic_events, read_jsonl(events_path), 1)
             producer.close()
             first = stack.start_worker()
