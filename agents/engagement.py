@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from agents.app import Runtime
+from agents.batching import EventBatcher
 from pipeline.sink import event_row
 from pipeline.windows import ClosedWindow, PartitionWindows
 
@@ -89,7 +90,9 @@ class EngagementStage:
                 if fresh:
                     log.info(
                         "partition=%s first offset=%s resume_offset=%s",
-                        msg.partition, msg.offset, st.windows.resume_offset,
+                        msg.partition,
+                        msg.offset,
+                        st.windows.resume_offset,
                     )
                 doc = orjson.loads(event.value)
                 event.value = msg.value = None  # the state keeps what it needs
@@ -238,16 +241,26 @@ def register(rt: Runtime) -> EngagementStage:
     """Attach the engagement agent, its timer and its rebalance hook to the app."""
     stage = EngagementStage(rt)
 
+    batcher = EventBatcher(stage.process, BATCH_MESSAGES, BATCH_WITHIN_S)
+
     @rt.app.agent(rt.activity_topic, name="teilhabe.engagement")
     async def engagement(stream: Any) -> None:
-        async for batch in stream.noack_take(BATCH_MESSAGES, within=BATCH_WITHIN_S):
-            await stage.process(batch)
+        async for event in stream.noack().events():
+            await batcher.add(event)
+
+    @rt.app.task
+    async def engagement_batches_due() -> None:
+        await batcher.run_ticker()
 
     @rt.app.timer(interval=1.0)
     async def engagement_tick() -> None:
         await stage.tick()
 
     async def on_revoked(app: Any, revoked: set[Any], **kwargs: Any) -> None:
+        mine = {tp.partition for tp in revoked if tp.topic == rt.settings.topic_activity}
+        if mine:
+            async with batcher.lock:  # unacknowledged: the partition's new owner replays them
+                batcher.discard_partitions(mine)
         await stage.on_revoked(revoked)
 
     rt.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]

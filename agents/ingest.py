@@ -15,6 +15,7 @@ at-least-once, in order per source.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -23,6 +24,7 @@ from typing import Any
 import orjson
 
 from agents.app import Runtime
+from agents.batching import EventBatcher
 from pipeline.ingest import decode_message, enrich, partition_for
 
 log = logging.getLogger("teilhabe.ingest")
@@ -38,46 +40,74 @@ def register(rt: Runtime) -> None:
     future_ms = s.future_tolerance_s * 1000
     partitions = s.activity_partitions
 
-    @rt.app.agent(rt.events_topic, name="teilhabe.ingest")
-    async def ingest(stream: Any) -> None:
-        async for batch in stream.take_events(BATCH_MESSAGES, within=BATCH_WITHIN_S):
-            now_ms = int(time.time() * 1000)
-            # keyed by (activity partition, source input partition): the engagement stage keeps
-            # a watermark per source, so each envelope carries events of one source only
-            routed: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
-            for event in batch:
-                msg = event.message
-                metrics.messages_consumed.labels(msg.topic).inc()
-                decoded = decode_message(event.value, now_ms, future_ms, s.max_message_bytes)
-                for dead in decoded.dead:
-                    metrics.events_invalid.labels(dead.reason).inc()
-                    metrics.dead_letters.inc()
-                    headers = [
-                        ("reason", dead.reason.encode()),
-                        ("detail", dead.detail.encode()[:500]),
-                        ("source", f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()),
-                    ]
-                    if dead.index is not None:
-                        headers.append(("envelope_index", str(dead.index).encode()))
+    async def handle(batch: list[Any]) -> None:
+        """Validate, pseudonymise, enrich and route one batch; returns once Kafka has it."""
+        now_ms = int(time.time() * 1000)
+        # keyed by (activity partition, source input partition): the engagement stage keeps
+        # a watermark per source, so each envelope carries events of one source only
+        routed: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+        sent: list[Any] = []
+        for event in batch:
+            msg = event.message
+            metrics.messages_consumed.labels(msg.topic).inc()
+            decoded = decode_message(event.value, now_ms, future_ms, s.max_message_bytes)
+            for dead in decoded.dead:
+                metrics.events_invalid.labels(dead.reason).inc()
+                metrics.dead_letters.inc()
+                headers = [
+                    ("reason", dead.reason.encode()),
+                    ("detail", dead.detail.encode()[:500]),
+                    ("source", f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()),
+                ]
+                if dead.index is not None:
+                    headers.append(("envelope_index", str(dead.index).encode()))
+                sent.append(
                     await rt.deadletter_topic.send(
                         key=dead.reason.encode(), value=dead.payload, headers=headers, force=True
                     )
-                    log.warning(
-                        "dead letter reason=%s source=%s[%s] offset=%s index=%s",
-                        dead.reason,
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                        dead.index,
-                    )
-                for ev in decoded.events:
-                    enrich(ev, rt.pseudonymise, rt.lookup)
-                    del ev["occurred_at"]  # ts carries it; keeps the envelope small
-                    routed[(partition_for(ev["actor_id"], partitions), msg.partition)].append(ev)
-            for (partition, source), events in routed.items():
+                )
+                log.warning(
+                    "dead letter reason=%s source=%s[%s] offset=%s index=%s",
+                    dead.reason,
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    dead.index,
+                )
+            for ev in decoded.events:
+                enrich(ev, rt.pseudonymise, rt.lookup)
+                del ev["occurred_at"]  # ts carries it; keeps the envelope small
+                routed[(partition_for(ev["actor_id"], partitions), msg.partition)].append(ev)
+        for (partition, source), events in routed.items():
+            sent.append(
                 await rt.activity_topic.send(
                     key=str(partition).encode(),
                     value=orjson.dumps({"src": source, "events": events}),
                     partition=partition,
                     force=True,  # see module docstring: never attach to the current event
                 )
+            )
+        # acknowledge only what Kafka has confirmed: at-least-once without relying on the
+        # producer flush that precedes Faust's commit
+        await asyncio.gather(*sent)
+        for event in batch:
+            event.ack()
+
+    batcher = EventBatcher(handle, BATCH_MESSAGES, BATCH_WITHIN_S)
+
+    @rt.app.agent(rt.events_topic, name="teilhabe.ingest")
+    async def ingest(stream: Any) -> None:
+        async for event in stream.noack().events():
+            await batcher.add(event)
+
+    @rt.app.task
+    async def ingest_batches_due() -> None:
+        await batcher.run_ticker()
+
+    async def on_revoked(app: Any, revoked: set[Any], **kwargs: Any) -> None:
+        mine = {tp.partition for tp in revoked if tp.topic == s.topic_events}
+        if mine:
+            async with batcher.lock:  # unacknowledged: the partition's new owner reads them
+                batcher.discard_partitions(mine)
+
+    rt.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]

@@ -105,7 +105,7 @@ def pipeline_rate(lines: list[bytes], envelope: int, root: Path) -> tuple[float,
     os.environ.pop("TEILHABE_KAFKA_BOOTSTRAP", None)
     settings = load_settings()
     with DevStack(settings) as stack:
-        producer = make_producer(stack.bootstrap)
+        producer = make_producer(stack.bootstrap, tansu=settings.tansu)
         produce_events(producer, settings.topic_events, iter(lines), envelope_size=envelope)
         producer.close()
         proc = stack.start_worker()
@@ -154,7 +154,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(Path(tmp)) as broker:
         create(broker.bootstrap, "bench.env", 4)
         create(broker.bootstrap, "bench.single", 4)
-        p = make_producer(broker.bootstrap)
+        p = make_producer(broker.bootstrap, tansu=True)
         produce_events(p, "bench.env", iter(lines), envelope_size=500)
         produce_events(p, "bench.single", iter(single), envelope_size=1)
         p.close()

@@ -38,7 +38,7 @@ def run_backfill(
     settings.read_pseudonym_key()  # fail before anything starts when there is no key
     started = time.monotonic()
     with DevStack(settings, extra_env=BACKFILL_ENV) as stack:
-        producer = make_producer(stack.bootstrap)
+        producer = make_producer(stack.bootstrap, tansu=settings.tansu)
         if directory_file is not None:
             n = produce_directory_file(producer, settings, directory_file)
             console.print(f"directory: {n} people")

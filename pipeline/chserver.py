@@ -152,7 +152,7 @@ def quote_identifier(name: str) -> str:
 
 
 def _unquote_identifier(raw: str) -> str:
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "`\"":
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in '`"':
         return raw[1:-1]
     return raw
 

@@ -153,7 +153,7 @@ def generate(
         if s.embedded_broker:
             typer.secho("--live needs TEILHABE_KAFKA_BOOTSTRAP (make demo sets it)", err=True)
             raise typer.Exit(2)
-        producer = make_producer(s.kafka_bootstrap)
+        producer = make_producer(s.kafka_bootstrap, tansu=s.tansu)
         produce_directory(
             producer,
             s.topic_directory,
@@ -195,7 +195,7 @@ def produce(
             err=True,
         )
         raise typer.Exit(2)
-    producer = make_producer(s.kafka_bootstrap)
+    producer = make_producer(s.kafka_bootstrap, tansu=s.tansu)
     if directory is not None:
         n = produce_directory_file(producer, s, directory)
         typer.echo(f"directory: {n} people")

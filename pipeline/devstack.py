@@ -121,10 +121,40 @@ class DevStack:
         return urls
 
 
+def log_end_offsets(
+    consumer: KafkaConsumer, tps: list[TopicPartition], timeout_s: float = 10.0
+) -> dict[TopicPartition, int]:
+    """Log-end offset of each partition as a Fetch response reports it (high watermark).
+
+    Not ListOffsets alone: the embedded broker answers it with the base offset of the last
+    *batch* + 1 (DESIGN.md), so a partition whose last batch holds several records looks
+    finished too early. Fetching from just before that answer returns the real high watermark
+    on Tansu and on Apache Kafka alike, at the cost of reading one batch per partition.
+    """
+    listed = consumer.end_offsets(tps)
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, max(listed[tp] - 1, 0))
+    ends: dict[TopicPartition, int] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(ends) < len(tps):
+        if time.monotonic() > deadline:
+            missing = sorted(f"{tp.topic}[{tp.partition}]" for tp in tps if tp not in ends)
+            raise TimeoutError(f"no high watermark from the broker for {', '.join(missing)}")
+        consumer.poll(timeout_ms=100)
+        for tp in tps:
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                ends[tp] = max(hw, listed[tp])
+    return ends
+
+
 def consumed_fraction(bootstrap: str, settings: Settings) -> tuple[int, int]:
     """(committed, end) offsets summed over the input and activity topics for the app's group."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="teilhabe-progress")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="teilhabe-progress")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, client_id="teilhabe-progress", enable_auto_commit=False
+    )
     try:
         tps = [
             TopicPartition(topic, p)
@@ -134,7 +164,7 @@ def consumed_fraction(bootstrap: str, settings: Settings) -> tuple[int, int]:
             )
             for p in range(n)
         ]
-        end = consumer.end_offsets(tps)
+        end = log_end_offsets(consumer, tps)
         committed = admin.list_group_offsets({settings.app_id: tps}).get(settings.app_id, {})
         done = sum(
             min(committed[tp].offset, end[tp])

@@ -30,16 +30,49 @@ def read_jsonl(path: Path) -> Iterator[bytes]:
                 yield line
 
 
-def make_producer(bootstrap: str, max_request_bytes: int = 4_194_304) -> KafkaProducer:
-    """A kafka-python producer tuned for throughput with acks from the leader."""
+def make_producer(
+    bootstrap: str, *, tansu: bool, max_request_bytes: int = 4_194_304
+) -> KafkaProducer:
+    """A kafka-python producer tuned for throughput with acks from the leader.
+
+    ``tansu`` (the embedded dev broker): every record is its own batch. With several records
+    per batch, the embedded broker now and then let a consumer skip a record (seen: about
+    one run in eight lost one whole input message of the end-to-end test; 0 in 40 runs with
+    one record per batch), besides its ListOffsets quirk (DESIGN.md). Envelopes keep the cost
+    small; Apache Kafka gets full batches.
+    """
     return KafkaProducer(
         bootstrap_servers=bootstrap,
-        acks=1,
+        acks="all",
         linger_ms=5,
-        batch_size=256 * 1024,
+        batch_size=1 if tansu else 256 * 1024,
         max_request_size=max_request_bytes,
         client_id="teilhabe-producer",
     )
+
+
+class ProduceError(RuntimeError):
+    """Kafka did not confirm some messages (the caller must not report them as sent)."""
+
+
+class _Confirmations:
+    """Counts sends Kafka failed to confirm, without keeping one future per message."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self.first_error: BaseException | None = None
+
+    def on_error(self, exc: BaseException) -> None:
+        self.failed += 1
+        if self.first_error is None:
+            self.first_error = exc
+
+    def check(self, what: str) -> None:
+        if self.failed:
+            raise ProduceError(
+                f"{self.failed} {what} were not confirmed by Kafka "
+                f"(first error: {self.first_error!r}); nothing is reported as sent"
+            )
 
 
 def envelopes(lines: Iterable[bytes], size: int) -> Iterator[tuple[bytes, int]]:
@@ -85,8 +118,9 @@ def produce_events(
     """
     sent = 0
     started = time.monotonic()
+    confirmations = _Confirmations()
     for message, n in envelopes(lines, envelope_size):
-        producer.send(topic, value=message)
+        producer.send(topic, value=message).add_errback(confirmations.on_error)
         sent += n
         if progress is not None:
             progress(n)
@@ -95,6 +129,7 @@ def produce_events(
             if ahead > 0:
                 time.sleep(ahead)
     producer.flush()
+    confirmations.check("messages")
     return sent
 
 

@@ -25,7 +25,13 @@ log = logging.getLogger(__name__)
 
 #: ``events`` columns: the contract's fields (ids pseudonymised), event time in ms, late flag.
 EVENT_COLUMNS = (
-    "event_id", "event_type", "ts_ms", "actor_id", *OPTIONAL_FIELDS, "is_late", "version"
+    "event_id",
+    "event_type",
+    "ts_ms",
+    "actor_id",
+    *OPTIONAL_FIELDS,
+    "is_late",
+    "version",
 )
 WINDOW_COLUMNS = (
     "window_start",

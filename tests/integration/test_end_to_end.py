@@ -103,7 +103,7 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
     from pipeline.clickhouse import get_client
 
     with DevStack(settings, extra_env=BACKFILL_ENV) as stack:
-        producer = make_producer(stack.bootstrap)
+        producer = make_producer(stack.bootstrap, tansu=settings.tansu)
         produce_directory_file(producer, settings, directory)
         for _ in range(workers):
             stack.start_worker()
@@ -200,12 +200,6 @@ def test_no_raw_ids_reach_clickhouse(one_worker: dict[str, Any], dataset: Any) -
     assert all(len(a) == 32 for a in one_worker["actor_ids"])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: with two Faust workers joining one group on the embedded broker, about "
-    "half of the runs leave some input partitions unconsumed after the rebalance (their committed "
-    "offset stays unset, nothing is lost, the data waits in Kafka); when it runs, totals are equal",
-)
 def test_two_workers_give_the_same_totals(
     one_worker: dict[str, Any], dataset: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -36,12 +36,6 @@ def checkpoint_progress(settings: Any) -> int:
         client.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect, handed to issue 6: in about 1 run of 5 a SIGKILL loses the events of "
-    "one in-flight ingest batch (seen: 33 of 41,355, one input partition); their input offsets "
-    "were committed although their envelopes never reached the activity topic",
-)
 def test_sigkill_mid_run_then_restart_equals_oracle(tmp_path: Path) -> None:
     mp = pytest.MonkeyPatch()
     try:
@@ -58,7 +52,7 @@ def test_sigkill_mid_run_then_restart_equals_oracle(tmp_path: Path) -> None:
             "TEILHABE_SINK_FLUSH_INTERVAL_S": "0.1",
         }
         with DevStack(settings, extra_env=env) as stack:
-            producer = make_producer(stack.bootstrap)
+            producer = make_producer(stack.bootstrap, tansu=settings.tansu)
             produce_directory_file(producer, settings, dir_path)
             produce_events(producer, settings.topic_events, read_jsonl(events_path), 1)
             producer.close()
