@@ -14,6 +14,7 @@ import faust
 import orjson
 from faust.tables.globaltable import GlobalTable
 
+from agents.consumer import NoDropConsumer
 from pipeline.clickhouse import get_client
 from pipeline.exporter import PipelineMetrics
 from pipeline.pseudonym import Pseudonymiser
@@ -91,6 +92,8 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4_194_304),
         logging_config=None,
     )
+
+    app.transport.Consumer = NoDropConsumer  # type: ignore[misc]  # see agents/consumer.py
 
     def raw_topic(name: str, partitions: int, compacting: bool = False) -> faust.TopicT:
         return app.topic(

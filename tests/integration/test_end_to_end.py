@@ -200,13 +200,6 @@ def test_no_raw_ids_reach_clickhouse(one_worker: dict[str, Any], dataset: Any) -
     assert all(len(a) == 32 for a in one_worker["actor_ids"])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect, handed to issue 6: when two Faust workers start together on the "
-    "embedded broker, in some runs (2 of 2 today) the second one is assigned its partitions but "
-    "never starts consuming them (committed offset stays unset; nothing is lost, the data waits "
-    "in Kafka); when it runs, totals are equal",
-)
 def test_two_workers_give_the_same_totals(
     one_worker: dict[str, Any], dataset: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

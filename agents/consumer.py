@@ -1,0 +1,98 @@
+"""Faust's Kafka consumer with one defect fixed: fetched records are never silently dropped.
+
+faust-streaming 0.15.3's ``Consumer.getmany`` stops handing out a fetched batch when the flow
+is suspended, the group generation changes, or a partition is momentarily inactive, but
+aiokafka's position has already moved past the whole batch and nothing seeks back. Those
+records are then never processed. Seen here on the embedded broker: a worker starting on a
+topic that already held data skipped offsets (and Faust's gap tracking let the commit pass
+them), and the second of two workers starting together never processed two input
+partitions (its read offset stayed unset while aiokafka's position stood at the high
+watermark). This subclass seeks every partition back to its first record not handed out,
+so the records are fetched again; a partition no longer assigned is left to its new owner,
+which starts from the committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+
+log = logging.getLogger("teilhabe.consumer")
+
+
+class NoDropConsumer(AIOKafkaConsumer):
+    """``getmany`` that seeks back over records it fetched but did not hand out, or whose
+    hand-out Faust abandoned."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._abandoned: dict[Any, int] = {}  # tp -> lowest offset whose delivery was cancelled
+        deliver = self.callback
+
+        async def deliver_or_remember(message: Any) -> None:
+            # Faust's drain loop races the delivery against ``suspend_flow`` and cancels the
+            # loser, then marks the offset read all the same: remember it, fetch it again
+            try:
+                await deliver(message)
+            except asyncio.CancelledError:
+                tp, offset = message.tp, message.offset
+                self._abandoned[tp] = min(offset, self._abandoned.get(tp, offset))
+                raise
+
+        self.callback = deliver_or_remember
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        if self._abandoned:
+            abandoned, self._abandoned = self._abandoned, {}
+            for tp, offset in abandoned.items():
+                await self._seek_to(tp, offset, "delivery abandoned")
+        records, active_partitions = await self._wait_next_records(timeout)
+        if records is None or self.should_stop:
+            return
+        generation_id = self.app.consumer_generation_id
+        undelivered: dict[Any, int] = {}  # tp -> first offset not handed out
+        last: tuple[Any, int] | None = None  # handed out last: its delivery may be abandoned
+        for tp, batch in records.items():
+            if batch:
+                undelivered[tp] = batch[0].offset
+        try:
+            if not self.flow_active:
+                return  # the finally below seeks back over all of it
+            for tp, record in self.scheduler.iterate(records):
+                if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                    # Faust's drain loop gives up on a delivery when the flow is suspended
+                    # and still marks it read: hand the last record out again
+                    if last is not None:
+                        undelivered[last[0]] = min(undelivered[last[0]], last[1])
+                    break
+                if (
+                    active_partitions is None
+                    or tp in active_partitions
+                    or tp in self._buffered_partitions
+                ):
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    undelivered[tp] = record.offset + 1
+                    last = (tp, record.offset)
+                    yield tp, self._to_message(tp, record)
+        finally:
+            await self._seek_back(records, undelivered)
+
+    async def _seek_back(self, records: Any, undelivered: dict[Any, int]) -> None:
+        for tp, batch in records.items():
+            if not batch or undelivered[tp] > batch[-1].offset:
+                continue  # all of this partition's records were handed out
+            await self._seek_to(tp, undelivered[tp], "fetched records not handed out")
+
+    async def _seek_to(self, tp: Any, offset: int, why: str) -> None:
+        if tp not in self.assignment():
+            return  # revoked: its new owner starts from the committed offset
+        try:
+            await self.seek(tp, offset)
+        except Exception as exc:  # noqa: BLE001 - a failed seek must not stop the fetcher
+            log.warning("could not seek %s[%s] back to %s: %r", tp.topic, tp.partition, offset, exc)
+        else:
+            log.info("%s: %s[%s] seeks back to %s", why, tp.topic, tp.partition, offset)
