@@ -64,6 +64,27 @@ class EventBatcher:
         self._buffer = keep
         return dropped
 
+    def attach(self, app: Any, topic: Any, name: str) -> None:
+        """Register the Faust agent that feeds this batcher from ``topic``, the ticker that
+        cuts partial batches, and the rebalance hook that drops revoked partitions' events."""
+
+        async def consume(stream: Any) -> None:
+            async for event in stream.noack().events():
+                await self.add(event)
+
+        async def batches_due() -> None:
+            await self.run_ticker()
+
+        async def on_revoked(app: Any, revoked: set[Any], **kwargs: Any) -> None:
+            mine = {tp.partition for tp in revoked if tp.topic == topic.get_topic_name()}
+            if mine:
+                async with self.lock:  # unacknowledged: the partition's new owner reads them
+                    self.discard_partitions(mine)
+
+        app.agent(topic, name=name)(consume)
+        app.task(batches_due)
+        app.on_partitions_revoked.connect(on_revoked)
+
     async def _drain(self) -> None:
         batch, self._buffer = self._buffer, []
         await self.handler(batch)

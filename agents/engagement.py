@@ -241,26 +241,15 @@ def register(rt: Runtime) -> EngagementStage:
     """Attach the engagement agent, its timer and its rebalance hook to the app."""
     stage = EngagementStage(rt)
 
-    batcher = EventBatcher(stage.process, BATCH_MESSAGES, BATCH_WITHIN_S)
-
-    @rt.app.agent(rt.activity_topic, name="teilhabe.engagement")
-    async def engagement(stream: Any) -> None:
-        async for event in stream.noack().events():
-            await batcher.add(event)
-
-    @rt.app.task
-    async def engagement_batches_due() -> None:
-        await batcher.run_ticker()
+    EventBatcher(stage.process, BATCH_MESSAGES, BATCH_WITHIN_S).attach(
+        rt.app, rt.activity_topic, "teilhabe.engagement"
+    )
 
     @rt.app.timer(interval=1.0)
     async def engagement_tick() -> None:
         await stage.tick()
 
     async def on_revoked(app: Any, revoked: set[Any], **kwargs: Any) -> None:
-        mine = {tp.partition for tp in revoked if tp.topic == rt.settings.topic_activity}
-        if mine:
-            async with batcher.lock:  # unacknowledged: the partition's new owner replays them
-                batcher.discard_partitions(mine)
         await stage.on_revoked(revoked)
 
     rt.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]

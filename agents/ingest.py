@@ -93,21 +93,6 @@ def register(rt: Runtime) -> None:
         for event in batch:
             event.ack()
 
-    batcher = EventBatcher(handle, BATCH_MESSAGES, BATCH_WITHIN_S)
-
-    @rt.app.agent(rt.events_topic, name="teilhabe.ingest")
-    async def ingest(stream: Any) -> None:
-        async for event in stream.noack().events():
-            await batcher.add(event)
-
-    @rt.app.task
-    async def ingest_batches_due() -> None:
-        await batcher.run_ticker()
-
-    async def on_revoked(app: Any, revoked: set[Any], **kwargs: Any) -> None:
-        mine = {tp.partition for tp in revoked if tp.topic == s.topic_events}
-        if mine:
-            async with batcher.lock:  # unacknowledged: the partition's new owner reads them
-                batcher.discard_partitions(mine)
-
-    rt.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    EventBatcher(handle, BATCH_MESSAGES, BATCH_WITHIN_S).attach(
+        rt.app, rt.events_topic, "teilhabe.ingest"
+    )
