@@ -5,8 +5,11 @@ Agents stay thin: they move bytes between topics and call the pure functions in 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +38,51 @@ class DirectoryTable(GlobalTable):
 
     def _changelog_topic_name(self) -> str:
         return str(self.changelog_topic.get_topic_name())
+
+
+StopHook = tuple[str, Callable[[], Awaitable[None]]]
+
+
+class TeilhabeApp(faust.App):
+    """A Faust app that finishes its work on a graceful stop (SIGTERM / SIGINT).
+
+    mode stops a service by calling ``on_stop`` before it stops the children (agents,
+    consumer, producer), so here, while everything still runs, the stop hooks process the
+    last partial batches and flush what the windows have closed, and the consumer commits
+    what that acknowledged. A restart then resumes at the committed offsets and replays open
+    windows from their checkpoint. Bounded by ``shutdown_timeout_s``: with ClickHouse down
+    the worker still stops, and the replay after the restart loses nothing.
+    """
+
+    stop_hooks: list[StopHook]
+    shutdown_timeout_s: float = 30.0
+
+    async def on_stop(self) -> None:
+        """Run the stop hooks in order, commit, then stop as Faust does."""
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self._finish_work(), timeout=self.shutdown_timeout_s)
+            log.info(
+                "graceful stop: work flushed and offsets committed in %.1f s",
+                time.monotonic() - started,
+            )
+        except TimeoutError:
+            log.error(
+                "graceful stop: not finished within %.0f s (TEILHABE_SHUTDOWN_TIMEOUT_S); "
+                "stopping anyway: the restart replays from the last checkpoint, nothing is lost",
+                self.shutdown_timeout_s,
+            )
+        except Exception:  # noqa: BLE001 - a failed final flush must not block the stop
+            log.exception("graceful stop: final flush failed; the restart replays it")
+        await super().on_stop()
+
+    async def _finish_work(self) -> None:
+        for name, hook in getattr(self, "stop_hooks", []):
+            await hook()
+            log.debug("graceful stop: %s done", name)
+        consumer = self._consumer
+        if consumer is not None and consumer.assignment():
+            await consumer.commit()
 
 
 @dataclass
@@ -67,7 +115,7 @@ class Runtime:
 def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> Runtime:
     """Build the Faust app with its topics, table and agents for ``settings``."""
     dev_only: dict[str, Any] = {"producer_max_batch_size": 1} if settings.tansu else {}
-    app = faust.App(
+    app = TeilhabeApp(
         settings.app_id,
         broker=f"kafka://{bootstrap}",
         store="memory://",
@@ -94,6 +142,8 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
     )
 
     app.transport.Consumer = NoDropConsumer  # type: ignore[misc]  # see agents/consumer.py
+    app.stop_hooks = []
+    app.shutdown_timeout_s = settings.shutdown_timeout_s
 
     def raw_topic(name: str, partitions: int, compacting: bool = False) -> faust.TopicT:
         return app.topic(

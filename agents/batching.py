@@ -49,6 +49,12 @@ class EventBatcher:
             if self._buffer and time.monotonic() - self._first_at >= self.within_s:
                 await self._drain()
 
+    async def flush(self) -> None:
+        """Process whatever is buffered now (graceful stop: nothing waits for a restart)."""
+        async with self.lock:
+            if self._buffer:
+                await self._drain()
+
     async def run_ticker(self) -> None:
         """Call ``tick`` forever (run as a worker task next to the agent)."""
         while True:
@@ -66,7 +72,8 @@ class EventBatcher:
 
     def attach(self, app: Any, topic: Any, name: str) -> None:
         """Register the Faust agent that feeds this batcher from ``topic``, the ticker that
-        cuts partial batches, and the rebalance hook that drops revoked partitions' events."""
+        cuts partial batches, the rebalance hook that drops revoked partitions' events and,
+        on a ``TeilhabeApp``, a stop hook that processes the last partial batch."""
 
         async def consume(stream: Any) -> None:
             async for event in stream.noack().events():
@@ -84,6 +91,8 @@ class EventBatcher:
         app.agent(topic, name=name)(consume)
         app.task(batches_due)
         app.on_partitions_revoked.connect(on_revoked)
+        if hasattr(app, "stop_hooks"):
+            app.stop_hooks.append((f"{name} batch", self.flush))
 
     async def _drain(self) -> None:
         batch, self._buffer = self._buffer, []

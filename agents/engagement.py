@@ -99,7 +99,17 @@ class EngagementStage:
                 st.pending.append(event)
                 st.dirty = True
                 source = int(doc["src"])
-                outcome, closed = st.windows.add(msg.offset, doc["events"], source)
+                if doc.get("end"):
+                    outcome, closed = st.windows.end_source(msg.offset, source)
+                    if closed:
+                        log.info(
+                            "end of input partition=%s source=%s closed=%s",
+                            msg.partition,
+                            source,
+                            len(closed),
+                        )
+                else:
+                    outcome, closed = st.windows.add(msg.offset, doc["events"], source)
                 st.last_message_at = st.last_idle_step_at = time.monotonic()
                 st.source_seen_at[source] = st.last_message_at
                 m.messages_consumed.labels(msg.topic).inc()
@@ -130,6 +140,8 @@ class EngagementStage:
         now = time.monotonic()
         async with self.lock:
             for st in self.states.values():
+                if s.idle_close_mode == "end_of_input":
+                    break  # windows close in event time and at end-of-input markers only
                 # Live: a source quiet for idle_close_s stops holding the watermark back (its
                 # next message brings it back); recorded through close offsets like any close.
                 # Not in a backfill: there a quiet source is one still catching up, and the
@@ -253,6 +265,7 @@ def register(rt: Runtime) -> EngagementStage:
         await stage.on_revoked(revoked)
 
     rt.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    rt.app.stop_hooks.append(("engagement flush", stage.shutdown))  # type: ignore[attr-defined]
 
     rt.app.engagement_stage = stage  # type: ignore[attr-defined]
     return stage

@@ -46,6 +46,7 @@ def register(rt: Runtime) -> None:
         # keyed by (activity partition, source input partition): the engagement stage keeps
         # a watermark per source, so each envelope carries events of one source only
         routed: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+        ended: list[int] = []  # input partitions whose end-of-input marker is in this batch
         sent: list[Any] = []
         for event in batch:
             msg = event.message
@@ -74,6 +75,8 @@ def register(rt: Runtime) -> None:
                     msg.offset,
                     dead.index,
                 )
+            if decoded.end_of_input:
+                ended.append(msg.partition)
             for ev in decoded.events:
                 enrich(ev, rt.pseudonymise, rt.lookup)
                 del ev["occurred_at"]  # ts carries it; keeps the envelope small
@@ -87,6 +90,15 @@ def register(rt: Runtime) -> None:
                     force=True,  # see module docstring: never attach to the current event
                 )
             )
+        for source in ended:  # after the source's events: every activity partition learns
+            end = orjson.dumps({"src": source, "events": [], "end": True})
+            for partition in range(partitions):
+                sent.append(
+                    await rt.activity_topic.send(
+                        key=str(partition).encode(), value=end, partition=partition, force=True
+                    )
+                )
+            log.info("end of input source=%s forwarded to %s partitions", source, partitions)
         # acknowledge only what Kafka has confirmed: at-least-once without relying on the
         # producer flush that precedes Faust's commit
         await asyncio.gather(*sent)

@@ -1,8 +1,10 @@
 """``teilhabe backfill``: run the whole pipeline over a JSON-lines file, then exit.
 
-The workers run with ``idle_close_mode=flush_all``: once the input has ended (a partition is
-idle), every open window closes, so the command can wait until each offset is committed,
-which happens only after its windows are in ClickHouse.
+After the file, an end-of-input marker goes to every input partition and the workers run with
+``idle_close_mode=end_of_input``: windows close in event time and, once every partition has
+ended, all at once; never by wall clock. So the figures do not depend on timing or on worker
+restarts, and the command can wait until each offset is committed, which happens only after
+its windows are in ClickHouse.
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.devstack import DevStack, wait_until_drained
-from pipeline.producer import make_producer, produce_directory_file, produce_events, read_jsonl
+from pipeline.producer import (
+    make_producer,
+    produce_directory_file,
+    produce_end_of_input,
+    produce_events,
+    read_jsonl,
+)
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BACKFILL_ENV = {"TEILHABE_IDLE_CLOSE_MODE": "flush_all", "TEILHABE_IDLE_CLOSE_S": "2"}
+#: A backfill closes windows at the end-of-input markers it sends, never by wall clock: the
+#: figures do not depend on timing, worker restarts or how fast the input is read.
+BACKFILL_ENV = {"TEILHABE_IDLE_CLOSE_MODE": "end_of_input"}
 
 
 def run_backfill(
@@ -59,6 +69,7 @@ def run_backfill(
                 read_jsonl(events_file),
                 progress=lambda n: progress.advance(sent_task, n),
             )
+            produce_end_of_input(producer, settings.topic_events)
             producer.close()
             done_task = progress.add_task("processed (offsets)", total=None)
 

@@ -182,9 +182,23 @@ def produce(
         bool, typer.Option("--no-envelope", help="One event per message")
     ] = False,
     rate: Annotated[float, typer.Option(help="Events/s (0 = as fast as possible)")] = 0.0,
+    end_of_input: Annotated[
+        bool,
+        typer.Option(
+            "--end-of-input",
+            help="After the file, mark the end of the input on every partition: workers "
+            "then close all windows (bounded input; later events count as late)",
+        ),
+    ] = False,
 ) -> None:
     """Send a JSON-lines file to the events topic (batched into envelopes)."""
-    from pipeline.producer import make_producer, produce_directory_file, produce_events, read_jsonl
+    from pipeline.producer import (
+        make_producer,
+        produce_directory_file,
+        produce_end_of_input,
+        produce_events,
+        read_jsonl,
+    )
 
     s = _settings()
     if s.embedded_broker:
@@ -207,6 +221,9 @@ def produce(
         rate_per_s=rate or None,
     )
     typer.echo(f"sent {n} events to {s.topic_events}")
+    if end_of_input:
+        parts = produce_end_of_input(producer, s.topic_events)
+        typer.echo(f"end of input marked on {parts} partitions")
 
 
 @app.command()

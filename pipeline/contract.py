@@ -78,7 +78,7 @@ def load_schema(name: str = "event.v1.json") -> dict[str, Any]:
 
 def parse_time_ms(value: str) -> int:
     """Parse an RFC 3339 UTC timestamp into epoch milliseconds; InvalidEvent when malformed."""
-    if not _TIME_RE.match(value):
+    if not _TIME_RE.fullmatch(value):  # not match: "$" also matches before a final \n
         raise InvalidEvent(
             "bad_timestamp", "occurred_at must be RFC 3339 UTC, e.g. 2026-11-24T09:15:02Z"
         )

@@ -8,7 +8,9 @@ neighbours go on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,7 @@ class Decoded:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    end_of_input: bool = False  # the envelope ends its input partition (bounded input)
 
 
 def decode_message(
@@ -45,8 +48,8 @@ def decode_message(
 ) -> Decoded:
     """Decode and validate one Kafka message value; never raises for bad input."""
     out = Decoded()
-    if value is None:
-        out.dead.append(DeadLetter("empty", "message has no value", b""))
+    if not value:
+        out.dead.append(DeadLetter("empty", "message has no value", value or b""))
         return out
     if len(value) > max_bytes:
         out.dead.append(DeadLetter("oversized", f"{len(value)} bytes > limit {max_bytes}", value))
@@ -62,11 +65,21 @@ def decode_message(
         if not isinstance(items, list) or doc.get("schema_version", 1) != 1:
             out.dead.append(DeadLetter("bad_envelope", "events must be a list (v1)", value))
             return out
+        end = doc.get("end_of_input", False)
+        if not isinstance(end, bool):
+            out.dead.append(DeadLetter("bad_envelope", "end_of_input must be true or false", value))
+            return out
+        out.end_of_input = end
+        spans: list[bytes] | None = None  # items' original bytes, found once one is bad
         for i, item in enumerate(items):
             try:
                 out.events.append(validate_event(item, now_ms, future_tolerance_ms))
             except InvalidEvent as exc:
-                out.dead.append(DeadLetter(exc.reason, exc.detail, _dump(item), index=i))
+                if spans is None:
+                    spans = _envelope_items(value)
+                    if len(spans) != len(items):  # cannot happen for JSON orjson accepted
+                        spans = [_dump(it) for it in items]
+                out.dead.append(DeadLetter(exc.reason, exc.detail, spans[i], index=i))
         return out
     try:
         out.events.append(validate_event(doc, now_ms, future_tolerance_ms))
@@ -86,11 +99,98 @@ def _bad_utf8(value: bytes) -> bool:
 def _dump(item: object) -> bytes:
     try:
         return orjson.dumps(item)
-    except TypeError:
-        return repr(item).encode()
+    except TypeError:  # nested deeper than orjson writes: no repr either (recursion)
+        return b""
+
+
+# A JSON string (escapes included) or one structural character: enough to walk valid JSON.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]', re.DOTALL)
+_JSON_WS = b" \t\r\n"
+
+
+def _envelope_items(value: bytes) -> list[bytes]:
+    """The original bytes of each item of the top-level ``"events"`` array of valid JSON.
+
+    A dead letter must carry what the producer sent, not a re-serialisation (which would
+    change escapes, number forms and spacing, and fails for very deep items). Walks the
+    structural characters without recursion; duplicate keys resolve as in ``orjson`` (last).
+    """
+    found: list[bytes] = []
+    items: list[bytes] = []
+    depth = 0
+    expect_key = False
+    key: object = None
+    in_events = False
+    last = 0
+    for m in _TOKEN.finditer(value):
+        c = value[m.start()]
+        if c == 0x22:  # '"'
+            if depth == 1 and expect_key:
+                key = orjson.loads(m.group())
+                expect_key = False
+            continue
+        if c in b"{[":
+            if depth == 1 and c == 0x5B and key == "events":  # '['
+                in_events, items, last = True, [], m.start()
+            depth += 1
+            expect_key = depth == 1 and c == 0x7B  # '{'
+        elif c in b"}]":
+            if in_events and depth == 2:
+                item = value[last + 1 : m.start()].strip(_JSON_WS)
+                if item:
+                    items.append(item)
+                found, in_events = items, False
+            depth -= 1
+        elif c == 0x2C:  # ','
+            if in_events and depth == 2:
+                items.append(value[last + 1 : m.start()].strip(_JSON_WS))
+                last = m.start()
+            elif depth == 1:
+                expect_key, key = True, None
+    return found
 
 
 DirectoryLookup = Callable[[str], Mapping[str, Any] | None]
+MAX_UNIT_CHARS = 200  # as the contract's actor_unit
+
+
+def parse_directory_entry(raw: object) -> dict[str, Any] | None:
+    """A directory record's value as a dict with a usable ``unit``, else None.
+
+    The directory topic is written by other systems, so a value may be anything: not JSON,
+    JSON that is not an object, without a unit, or with a unit that is not a non-empty string
+    of at most ``MAX_UNIT_CHARS``. Such a record counts as "person unknown", never as an error.
+    """
+    if isinstance(raw, bytes | bytearray | memoryview | str):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(raw, dict):
+        return None
+    unit = raw.get("unit")
+    if not isinstance(unit, str) or not unit or len(unit) > MAX_UNIT_CHARS:
+        return None
+    return raw
+
+
+def directory_headcounts(records: Iterable[tuple[object, object]]) -> Counter[str]:
+    """People per unit from (key, value) directory records; malformed ones are left out."""
+    counts: Counter[str] = Counter()
+    for key, value in records:
+        if not key:  # a record without a person
+            continue
+        entry = parse_directory_entry(value)
+        if entry is not None:
+            counts[entry["unit"]] += 1
+    return counts
+
+
+def _unit(entry: Mapping[str, Any] | None) -> str:
+    unit = entry.get("unit") if entry is not None else None
+    if isinstance(unit, str) and unit and len(unit) <= MAX_UNIT_CHARS:
+        return unit
+    return UNKNOWN_UNIT
 
 
 def enrich(
@@ -98,21 +198,19 @@ def enrich(
 ) -> dict[str, Any]:
     """Replace raw person ids by pseudonyms (in place) and fill missing units from the directory.
 
-    Events whose person the directory does not know keep their own unit or get ``unknown``:
-    counted, never dropped. Returns the same dict for chaining.
+    Events whose person the directory does not know (or whose record has no usable unit) keep
+    their own unit or get ``unknown``: counted, never dropped. Returns the same dict for chaining.
     """
     actor = pseudonymise(event["actor_id"])
     event["actor_id"] = actor
     if not event["actor_unit"]:
-        entry = directory(actor)
-        event["actor_unit"] = (entry or {}).get("unit") or UNKNOWN_UNIT
+        event["actor_unit"] = _unit(directory(actor))
     raw_target = event["target_actor_id"]
     if raw_target:
         target = pseudonymise(raw_target)
         event["target_actor_id"] = target
         if not event["target_unit"]:
-            entry = directory(target)
-            event["target_unit"] = (entry or {}).get("unit") or UNKNOWN_UNIT
+            event["target_unit"] = _unit(directory(target))
     return event
 
 

@@ -133,6 +133,24 @@ def produce_events(
     return sent
 
 
+END_OF_INPUT = b'{"schema_version":1,"events":[],"end_of_input":true}'
+
+
+def produce_end_of_input(producer: KafkaProducer, topic: str) -> int:
+    """Mark the end of a bounded input: one end-of-input envelope to every partition of
+    ``topic`` (after everything sent before it). Workers then close every window of the input
+    in event time, independent of timing (see ``pipeline.windows``). Returns the partitions."""
+    partitions = sorted(producer.partitions_for(topic) or [])
+    if not partitions:
+        raise ProduceError(f"topic {topic!r} has no partitions (does it exist?)")
+    confirmations = _Confirmations()
+    for p in partitions:
+        producer.send(topic, value=END_OF_INPUT, partition=p).add_errback(confirmations.on_error)
+    producer.flush()
+    confirmations.check("end-of-input markers")
+    return len(partitions)
+
+
 def directory_messages(
     records: Iterable[dict[str, Any]], pseudonymise: Pseudonymiser
 ) -> Iterator[tuple[bytes, bytes]]:

@@ -96,10 +96,12 @@ class Settings(BaseSettings):
         description="If a partition gets no events for this long (wall clock), its watermark "
         "advances with the wall clock so idle windows still close.",
     )
-    idle_close_mode: Literal["wall_clock", "flush_all"] = Field(
+    idle_close_mode: Literal["wall_clock", "flush_all", "end_of_input"] = Field(
         "wall_clock",
         description="What an idle partition does: advance its watermark with the wall clock "
-        "(live), or close all its windows (backfill: the input has ended).",
+        "(live); close all its windows (an input without end markers has ended); or nothing: "
+        "end_of_input = windows close in event time and at the input's end-of-input markers "
+        "only (backfill: exact whatever the timing, also across restarts).",
     )
     future_tolerance_s: int = Field(
         3600, ge=0, description="Events more than this far in the future are rejected."
@@ -127,6 +129,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./var"), description="Local state, keys and logs.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
+    )
+    shutdown_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="On SIGTERM a worker flushes closed windows and commits for at most this "
+        "long before it stops (what is left is replayed after the restart, not lost).",
     )
     demo: bool = Field(False, description="Demo mode: creates a pseudonymisation key if missing.")
 

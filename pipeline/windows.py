@@ -22,6 +22,10 @@ message sequence, which is what makes crash recovery exact:
   rebuilt exactly, events of windows recorded as closed are recognised as already counted
   (offset < close_offset) or late (offset >= close_offset). Any saved checkpoint is
   self-consistent, so an older one only costs a longer replay.
+* A bounded input (backfill, import) ends each source with an end-of-input marker
+  (``end_source``): the source is set aside like an idle one, and once every source has
+  ended, every open window closes. Unlike the wall-clock steps this is part of the message
+  sequence, so a replay repeats it exactly: a backfill does not depend on timing at all.
 * Distinct actors are exact because the activity topic is partitioned by actor.
 """
 
@@ -215,6 +219,27 @@ class PartitionWindows:
         self.sources[source] = max_ts
         self.idle.discard(source)
         self._recompute_watermark()
+        return out, self._close_ready()
+
+    def end_source(self, offset: int, source: int) -> tuple[Outcome, list[ClosedWindow]]:
+        """Apply an end-of-input marker of ``source`` (message at ``offset``).
+
+        The source stops holding the watermark back (its next events bring it back, late
+        ones counted as late); when every known source has ended, all open windows close.
+        """
+        out = Outcome()
+        if offset < self.resume_offset:
+            out.skipped_message = True
+            return out, []
+        self.next_offset = offset + 1
+        self.sources.setdefault(source, NO_WATERMARK)
+        self.idle.add(source)
+        if self.idle.issuperset(self.sources):
+            if self.open:
+                last_end = max(self.open) + self.window_ms + self.grace_ms
+                self.watermark_ms = max(self.watermark_ms, last_end)
+        else:
+            self._recompute_watermark()
         return out, self._close_ready()
 
     def mark_idle(self, source: int) -> list[ClosedWindow]:

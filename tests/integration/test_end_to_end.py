@@ -15,7 +15,13 @@ from kafka import KafkaConsumer
 
 from pipeline import generator as gen
 from pipeline.devstack import DevStack, wait_until_drained
-from pipeline.producer import make_producer, produce_directory_file, produce_events, read_jsonl
+from pipeline.producer import (
+    make_producer,
+    produce_directory_file,
+    produce_end_of_input,
+    produce_events,
+    read_jsonl,
+)
 from pipeline.settings import Settings
 from tests.conftest import configure
 
@@ -108,6 +114,7 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
         for _ in range(workers):
             stack.start_worker()
         produce_events(producer, settings.topic_events, read_jsonl(mixed), envelope_size=200)
+        produce_end_of_input(producer, settings.topic_events)
         producer.close()
         wait_until_drained(stack.bootstrap, settings, 240, workers=stack.workers)
         metrics = [

@@ -156,3 +156,17 @@ def test_partition_by_actor_is_stable_and_spread() -> None:
     parts = [partition_for(p(f"user{i}"), 4) for i in range(400)]
     assert parts == [partition_for(p(f"user{i}"), 4) for i in range(400)]
     assert all(60 < parts.count(k) < 140 for k in range(4))
+
+
+def test_end_of_input_envelope_is_recognised_and_checked() -> None:
+    from pipeline.producer import END_OF_INPUT
+
+    marker = decode(END_OF_INPUT)
+    assert marker.end_of_input and not marker.events and not marker.dead
+    with_events = decode(orjson.dumps({"events": [GOOD], "end_of_input": True}))
+    assert with_events.end_of_input and len(with_events.events) == 1
+    assert not decode(orjson.dumps({"events": [GOOD]})).end_of_input
+    bad = decode(orjson.dumps({"events": [], "end_of_input": "yes"}))
+    assert [d.reason for d in bad.dead] == ["bad_envelope"] and not bad.end_of_input
+    doc = orjson.loads(END_OF_INPUT)
+    jsonschema.Draft202012Validator(load_schema("envelope.v1.json")).validate(doc)

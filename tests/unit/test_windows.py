@@ -16,7 +16,8 @@ UNITS = ["A", "B", "C"]
 TYPES = ["post_created", "view", "reply_created"]
 
 
-Message = tuple[int, list[dict[str, Any]] | None]  # (upstream source, events or idle marker)
+#: (upstream source, events | None = idle marker | "end" = end-of-input marker)
+Message = tuple[int, list[dict[str, Any]] | str | None]
 
 
 def oracle(
@@ -35,12 +36,21 @@ def oracle(
     source_max: dict[int, int | None] = dict.fromkeys(range(n_sources))
     idle: set[int] = set()
     wm: int | None = None
-    for source, events in messages:
-        if events is None:  # idle marker: the source no longer holds the watermark back
+    for source, message in messages:
+        if message is None or message == "end":  # the source no longer holds the wm back
             idle.add(source)
-            events = []
+            events: list[dict[str, Any]] = []
         else:
+            assert isinstance(message, list)
             idle.discard(source)
+            events = message
+        if message == "end" and idle.issuperset(source_max):
+            # every source has ended: the watermark passes the last window still open
+            ends = [s + WINDOW_MS + grace_ms for s, _ in actors]
+            still_open = [e for e in ends if wm is None or e > wm]
+            if still_open:
+                wm = max(still_open) if wm is None else max(wm, max(still_open))
+            continue
         for ev in events:
             start = ev["ts"] // WINDOW_MS * WINDOW_MS
             if wm is not None and start + WINDOW_MS + grace_ms <= wm:
@@ -86,7 +96,8 @@ def streams(draw: st.DrawFn, n_sources: int = 1) -> list[Message]:
     pool = draw(st.lists(pool_event, min_size=1, max_size=60))
     pool = [{**e, "event_id": f"e{i}"} for i, e in enumerate(pool)]
     events = st.lists(st.sampled_from(pool), max_size=6)
-    message = st.tuples(st.integers(0, n_sources - 1), st.one_of(events, events, events, st.none()))
+    marker = st.sampled_from([None, None, "end"])
+    message = st.tuples(st.integers(0, n_sources - 1), st.one_of(events, events, events, marker))
     return draw(st.lists(message, min_size=1, max_size=40))
 
 
@@ -101,6 +112,9 @@ def apply(pw: PartitionWindows, offset: int, message: Message) -> list[ClosedWin
     source, events = message
     if events is None:  # the worker's wall-clock decision that the source is quiet
         return pw.mark_idle(source)
+    if events == "end":  # an end-of-input marker: part of the message sequence
+        return pw.end_source(offset, source)[1]
+    assert isinstance(events, list)
     return pw.add(offset, [dict(e) for e in events], source)[1]
 
 
@@ -128,6 +142,7 @@ def test_crash_and_replay_from_checkpoint_is_exact(
     identical to the oracle, none missing."""
     n_sources, messages = case
     # idle decisions are wall-clock, not replayed: this test covers message replay only
+    # (end-of-input markers are messages and stay)
     messages = [(src, events if events is not None else []) for src, events in messages]
     n = len(messages)
     flush_at = data.draw(st.integers(0, n), label="flush_at")
@@ -238,3 +253,21 @@ def test_replay_does_not_reopen_a_window_closed_after_the_checkpoint_offset() ->
     replayed += pw2.advance_idle(0, close_all=True)
     assert 0 not in [c.start_ms for c in replayed]
     assert as_dict(closed + replayed) == oracle(messages, 1000)
+
+
+def test_end_of_input_on_every_source_closes_all_windows_exactly() -> None:
+    """A bounded input ends with a marker per source: every window closes, none by time."""
+    ev = [
+        {"event_id": f"e{i}", "ts": ts, "actor_id": a, "actor_unit": "A", "event_type": "view"}
+        for i, (ts, a) in enumerate([(100, "x"), (2500, "y"), (4100, "x"), (4200, "z")])
+    ]
+    pw = PartitionWindows(0, WINDOW_MS, grace_ms=10_000, sources=2)
+    closed = pw.add(0, ev[:2], source=0)[1] + pw.add(1, ev[2:], source=1)[1]
+    assert closed == [], "a grace of 10 s keeps every window open"
+    closed += pw.end_source(2, source=0)[1]
+    assert closed == [], "one source ended, the other may still send"
+    closed += pw.end_source(3, source=1)[1]
+    assert {(c.start_ms, c.close_offset) for c in closed} == {(0, 4), (2000, 4), (4000, 4)}
+    assert as_dict(closed)[(4000, "A")] == (2, {"view": 2})
+    late, _ = pw.add(4, [{**ev[0], "event_id": "new"}], source=0)
+    assert [e["event_id"] for e in late.late] == ["new"], "after the end, old windows are closed"
