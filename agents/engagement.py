@@ -82,6 +82,8 @@ class EngagementStage:
     async def process(self, batch: list[Any]) -> None:
         """Apply one batch of activity messages, then flush when due."""
         m = self.rt.metrics
+        if batch:
+            m.consumed(self.rt.settings.topic_activity, len(batch))
         async with self.lock:
             for event in batch:
                 msg = event.message
@@ -112,7 +114,6 @@ class EngagementStage:
                     outcome, closed = st.windows.add(msg.offset, doc["events"], source)
                 st.last_message_at = st.last_idle_step_at = time.monotonic()
                 st.source_seen_at[source] = st.last_message_at
-                m.messages_consumed.labels(msg.topic).inc()
                 if outcome.skipped_message:
                     continue
                 for ev in outcome.accepted:

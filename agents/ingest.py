@@ -48,9 +48,9 @@ def register(rt: Runtime) -> None:
         routed: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
         ended: list[int] = []  # input partitions whose end-of-input marker is in this batch
         sent: list[Any] = []
+        metrics.consumed(s.topic_events, len(batch))
         for event in batch:
             msg = event.message
-            metrics.messages_consumed.labels(msg.topic).inc()
             decoded = decode_message(event.value, now_ms, future_ms, s.max_message_bytes)
             for dead in decoded.dead:
                 metrics.events_invalid.labels(dead.reason).inc()

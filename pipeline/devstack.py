@@ -16,12 +16,16 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from pipeline.broker import EmbeddedBroker, ensure_topics
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.clickhouse import EmbeddedClickHouse
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,8 @@ class DevStack:
         self.extra_env = dict(extra_env or {})
         self.bootstrap = settings.kafka_bootstrap
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.broker: EmbeddedBroker | None = None
+        self.clickhouse: EmbeddedClickHouse | None = None  # when this stack started it
         self._stack = ExitStack()
         self.log_dir = settings.data_dir / "logs"
 
@@ -43,13 +49,14 @@ class DevStack:
             if self.settings.embedded_broker:
                 broker = self._stack.enter_context(EmbeddedBroker(self.log_dir))
                 self.bootstrap = broker.bootstrap
+                self.broker = broker
             ensure_topics(self.bootstrap, self.settings)
             if self.settings.embedded_clickhouse:
                 from pipeline.clickhouse import ensure_embedded_server
 
                 server = ensure_embedded_server(self.settings)
                 if server is not None:
-                    self._stack.enter_context(server)
+                    self.clickhouse = self._stack.enter_context(server)
             from pipeline.clickhouse import get_client
             from pipeline.migrate import migrate
 

@@ -6,6 +6,8 @@ bounded sets (unit, event type, reason, partition), stated next to each metric.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,6 +33,21 @@ INVALID_REASONS = (
 )
 
 
+#: Logger (top-level name) -> component label of ``teilhabe_client_problems_total``.
+CLIENT_COMPONENTS = {"aiokafka": "kafka", "kafka": "kafka", "faust": "faust", "mode": "faust"}
+
+
+class _ProblemCounter(logging.Handler):
+    def __init__(self, counter: Counter) -> None:
+        super().__init__(level=logging.WARNING)
+        self.counter = counter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        component = CLIENT_COMPONENTS.get(record.name.split(".", 1)[0])
+        if component is not None:
+            self.counter.labels(component).inc()
+
+
 @dataclass
 class PipelineMetrics:
     """All metrics of one worker process, registered in one registry."""
@@ -54,6 +71,8 @@ class PipelineMetrics:
     window_events: Gauge
     window_start: Gauge
     headcount: Gauge
+    client_problems: Counter
+    last_consumed: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -144,7 +163,23 @@ class PipelineMetrics:
                 ["unit"],
                 registry=r,
             ),
+            client_problems=Counter(
+                "teilhabe_client_problems",
+                "Warnings and errors logged by the Kafka client and Faust (broker unreachable "
+                "or stalled, failed commits, rebalances); component in {kafka, faust}",
+                ["component"],
+                registry=r,
+            ),
+            last_consumed=Gauge(
+                "teilhabe_last_consumed_timestamp_seconds",
+                "Unix time at which this worker last got a message from the topic "
+                "(flat while the broker is stalled or the worker is stuck)",
+                ["topic"],
+                registry=r,
+            ),
         )
+        for component in CLIENT_COMPONENTS.values():
+            m.client_problems.labels(component)
         for reason in INVALID_REASONS:
             m.events_invalid.labels(reason)
         for event_type in EVENT_TYPES:
@@ -157,6 +192,17 @@ class PipelineMetrics:
         for unit, n in counts.items():
             if n >= min_group_size:
                 self.headcount.labels(unit).set(n)
+
+    def consumed(self, topic: str, messages: int) -> None:
+        """Count consumed messages and note when (the stall signal)."""
+        self.messages_consumed.labels(topic).inc(messages)
+        self.last_consumed.labels(topic).set(time.time())
+
+    def count_client_problems(self) -> logging.Handler:
+        """A logging handler that counts WARNING+ records of the Kafka client and Faust
+        (install it on the root logger): a stalled broker shows in /metrics, not only in
+        the log."""
+        return _ProblemCounter(self.client_problems)
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on ``host:port`` in a thread; return the bound port."""

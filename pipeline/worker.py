@@ -44,6 +44,7 @@ def run_worker(settings: Settings) -> None:
             log.info("clickhouse migrations applied=%s", ",".join(applied))
         client.close()
         metrics = PipelineMetrics.create()
+        logging.getLogger().addHandler(metrics.count_client_problems())
         port = metrics.serve(settings.metrics_host, settings.metrics_port)
         log.info("metrics http://%s:%s/metrics pid=%s", settings.metrics_host, port, os.getpid())
         _write_port_file(settings, port)
