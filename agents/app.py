@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -112,6 +113,13 @@ class Runtime:
         return raw if isinstance(raw, dict) else None
 
 
+def state_dir(settings: Settings) -> Path:
+    """Faust's local directory. Tables live in memory (``memory://``), so it holds nothing
+    that is not rebuilt at start: the directory table from its topic, windows from ClickHouse
+    checkpoints plus a replay of the activity topic."""
+    return settings.data_dir / "faust"
+
+
 def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> Runtime:
     """Build the Faust app with its topics, table and agents for ``settings``."""
     dev_only: dict[str, Any] = {"producer_max_batch_size": 1} if settings.tansu else {}
@@ -119,6 +127,7 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         settings.app_id,
         broker=f"kafka://{bootstrap}",
         store="memory://",
+        datadir=str(state_dir(settings)),
         web_enabled=False,
         topic_partitions=settings.activity_partitions,
         topic_disable_leader=True,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+import time
 from contextlib import ExitStack
+from pathlib import Path
 
 from pipeline.broker import EmbeddedBroker, ensure_topics
 from pipeline.exporter import PipelineMetrics
@@ -51,7 +54,9 @@ def run_worker(settings: Settings) -> None:
 
         import faust
 
-        from agents.app import create_app
+        from agents.app import create_app, state_dir
+
+        prepare_state_dir(state_dir(settings))
 
         rt = create_app(settings, bootstrap, metrics)
         worker = faust.Worker(
@@ -63,6 +68,48 @@ def run_worker(settings: Settings) -> None:
             if exc.code not in (0, None):
                 raise
     sys.exit(0)
+
+
+def prepare_state_dir(path: Path) -> None:
+    """Make sure the local state directory is usable; never a crash loop over it.
+
+    Nothing in it is needed (tables are in memory and rebuilt from Kafka and ClickHouse), so a
+    directory that is damaged (a file in its place, not writable, unreadable entries) is moved
+    aside and recreated, and the log says so.
+    """
+    problem = ""
+    if path.exists() and not path.is_dir():
+        problem = "is not a directory"
+    elif path.exists():
+        try:
+            for child in path.rglob("*"):
+                child.stat()
+            probe = path / ".write-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            problem = f"is not usable ({exc.strerror or exc})"
+    if problem:
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        try:
+            path.rename(aside)
+            where = f"moved to {aside}"
+        except OSError:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            where = "removed"
+        log.warning(
+            "local state directory %s %s: %s; state is rebuilt from the changelog "
+            "(directory topic, ClickHouse checkpoints and the activity topic)",
+            path,
+            problem,
+            where,
+        )
+    elif not path.exists():
+        log.info("local state directory %s is new: state is rebuilt from the changelog", path)
+    path.mkdir(parents=True, exist_ok=True)
 
 
 def _write_port_file(settings: Settings, port: int) -> None:

@@ -315,6 +315,10 @@ class FaultRun:
 
     def activity_committed(self) -> int:
         """Committed offsets of the activity topic (advance only after a ClickHouse flush)."""
+        return sum(self.committed_by_partition().values())
+
+    def committed_by_partition(self) -> dict[int, int]:
+        """Committed offset of each activity partition (absent: nothing committed yet)."""
         from kafka.admin import KafkaAdminClient
         from kafka.structs import TopicPartition
 
@@ -323,9 +327,21 @@ class FaultRun:
         try:
             tps = [TopicPartition(s.topic_activity, p) for p in range(s.activity_partitions)]
             got = admin.list_group_offsets({s.app_id: tps}).get(s.app_id, {})
-            return sum(max(o.offset, 0) for o in got.values())
+            return {tp.partition: o.offset for tp, o in got.items() if o.offset >= 0}
         finally:
             admin.close()
+
+    def checkpoint_offsets(self) -> dict[int, int]:
+        """Offset of the newest saved checkpoint of each activity partition."""
+        client = get_client(self.settings)
+        try:
+            rows = client.query(
+                f"SELECT partition, offset FROM {self.settings.clickhouse_database}"
+                ".stream_checkpoints FINAL"
+            ).result_rows
+        finally:
+            client.close()
+        return {int(p): int(o) for p, o in rows}
 
     def metrics_text(self) -> str:
         """/metrics of every live worker, concatenated."""
