@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck unit integration bench soak clean prometheus
+.PHONY: demo test install lint typecheck unit integration bench soak faults clean prometheus
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ integration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
+
+# Opt-in soak: 30 min at half the measured maximum rate, kill -9 every 5 min, oracle at the end.
+# Shorter: make soak SOAK_MINUTES=10 SOAK_KILL_EVERY_S=120
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
+
+# The fault suite alone (it is part of make test too); full forms of the issue:
+# make faults TEILHABE_FAULTS_OUTAGE_S=60 TEILHABE_FAULTS_STALL_S=30
+faults: $(STAMP)
+	$(BIN)/pytest -q -s tests/faults
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

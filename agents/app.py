@@ -19,6 +19,7 @@ import orjson
 from faust.tables.globaltable import GlobalTable
 
 from agents.consumer import NoDropConsumer
+from pipeline.brokerprobe import BrokerWatch
 from pipeline.clickhouse import get_client
 from pipeline.exporter import PipelineMetrics
 from pipeline.pseudonym import Pseudonymiser
@@ -26,6 +27,8 @@ from pipeline.settings import Settings
 from pipeline.sink import ClickHouseSink
 
 log = logging.getLogger("teilhabe.worker")
+
+BROKER_PROBE_INTERVAL_S = 5.0
 
 
 class DirectoryTable(GlobalTable):
@@ -194,6 +197,12 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
 
     ingest.register(rt)
     engagement.register(rt)
+
+    watch = BrokerWatch(bootstrap, metrics)
+
+    @app.timer(interval=BROKER_PROBE_INTERVAL_S)
+    async def broker_probe() -> None:
+        await watch.check()
 
     @app.timer(interval=5.0)
     async def directory_headcount() -> None:

@@ -73,6 +73,8 @@ class PipelineMetrics:
     headcount: Gauge
     client_problems: Counter
     last_consumed: Gauge
+    broker_up: Gauge
+    broker_probe_seconds: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -175,6 +177,16 @@ class PipelineMetrics:
                 "Unix time at which this worker last got a message from the topic "
                 "(flat while the broker is stalled or the worker is stuck)",
                 ["topic"],
+                registry=r,
+            ),
+            broker_up=Gauge(
+                "teilhabe_broker_up",
+                "1 when the Kafka bootstrap servers answered the last probe (every 5 s), else 0",
+                registry=r,
+            ),
+            broker_probe_seconds=Gauge(
+                "teilhabe_broker_probe_seconds",
+                "Round-trip time of the last successful broker probe",
                 registry=r,
             ),
         )

@@ -1,6 +1,7 @@
 """Broker stall: the embedded broker process frozen with SIGSTOP (30 s in the issue's full
 form, ``TEILHABE_FAULTS_STALL_S`` = 20 s in ``make test``), then SIGCONT. The worker survives,
-reports the stall (no message consumed for as long, client problems counted in /metrics)
+reports the stall (``teilhabe_broker_up`` 0 from the worker's broker probe, no message
+consumed for as long, client problems counted in /metrics, an error in the log)
 and catches up: ClickHouse equals the oracle."""
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def test_broker_frozen_then_resumed_loses_and_doubles_nothing(tmp_path: Path) ->
         assert worker.poll() is None, "the worker died after the stall"
         after = run.metrics_text()
         actual = run.figures()
+        log = run.logs()
     last = metric_value(during, "teilhabe_last_consumed_timestamp_seconds", "teilhabe.events")
     quiet_s = seen_at - last
     problems = metric_value(after, "teilhabe_client_problems_total") - problems_before
@@ -56,4 +58,7 @@ def test_broker_frozen_then_resumed_loses_and_doubles_nothing(tmp_path: Path) ->
     run.report.print(actual, expected)
     assert quiet_s >= STALL_S - 5, f"last message {quiet_s:.0f} s ago: the stall is not visible"
     assert problems > 0, "the stall left no trace in /metrics"
+    assert metric_value(during, "teilhabe_broker_up") == 0, "broker_up stayed 1 while frozen"
+    assert metric_value(after, "teilhabe_broker_up") == 1
+    assert "kafka broker not answering" in log and "kafka broker answers again" in log
     assert_equal_to_oracle(expected, actual)

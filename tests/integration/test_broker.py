@@ -72,3 +72,35 @@ def test_dev_producer_writes_one_record_per_batch(broker: EmbeddedBroker) -> Non
     assert sent == sum(truth.values()) == 40
     # one record per batch: even ListOffsets is exact then
     assert {tp.partition: n for tp, n in listed.items()} == truth
+
+
+def test_probe_tells_a_live_broker_from_a_frozen_and_a_missing_one(
+    broker: EmbeddedBroker,
+) -> None:
+    """The liveness probe (teilhabe_broker_up) against the real broker: answers when it runs,
+    times out while its process is frozen (SIGSTOP), fails fast on a closed port."""
+    import asyncio
+    import os
+    import signal
+    import time
+
+    from pipeline.broker import free_port
+    from pipeline.brokerprobe import BrokerWatch, probe
+    from pipeline.exporter import PipelineMetrics
+
+    assert asyncio.run(probe(broker.bootstrap, 3.0)) < 3.0
+    metrics = PipelineMetrics.create()
+    watch = BrokerWatch(broker.bootstrap, metrics, timeout_s=1.0)
+    assert broker.proc is not None
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert asyncio.run(watch.check()) is False
+        assert 0.9 < time.monotonic() - started < 3.0, "a frozen broker must time out"
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
+    assert metrics.broker_up._value.get() == 0
+    assert metrics.client_problems.labels("kafka")._value.get() == 1
+    assert asyncio.run(watch.check()) is True and metrics.broker_up._value.get() == 1
+    with pytest.raises(OSError):
+        asyncio.run(probe(f"127.0.0.1:{free_port()}", 1.0))
