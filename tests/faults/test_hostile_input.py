@@ -145,7 +145,8 @@ def run(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         malformed: list[tuple[bytes, bytes]] = [
             (pseudonymise(person).encode(), raw) for person, raw in hostile_directory_people()
         ]
-        malformed += [(b"", b'{"unit": "IT"}')]  # TEMP
+        malformed += [(b"", b'{"unit": "IT"}')]  # no person
+        malformed += [(b"\xff\xfe", b'{"unit": "IT"}')]  # a key that is not UTF-8
         for key, raw in malformed:
             producer.send(s.topic_directory, key=key, value=raw).get(timeout=30)
         worker = fault_run.start_worker()
@@ -157,9 +158,7 @@ def run(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         try:
             fault_run.wait_drained(timeout_s=60)
         except RuntimeError as exc:  # the worker died: show why
-            tail = (fault_run.stack.log_dir / "worker-0.log").read_text(errors="replace")
-            crash = [line for line in tail.splitlines() if "Crashed reason=" in line]
-            raise AssertionError(f"{exc}: {crash or tail[-2000:]}") from None
+            raise AssertionError(f"{exc}: {crashes(fault_run.logs())}") from None
         metrics = fault_run.metrics_text()
         deadline = time.monotonic() + 8  # the headcount timer runs every 5 s
         while "teilhabe_directory_headcount{" not in metrics and time.monotonic() < deadline:
@@ -173,6 +172,7 @@ def run(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     return {
         "alive": alive,
         "exit": worker.returncode,
+        "crashes": crashes(fault_run.logs()),
         "expected_dead": expected_dead,
         "dead": dead,
         "metrics": metrics,
@@ -181,6 +181,11 @@ def run(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         "log_files": sorted(p for p in log_dir.rglob("*") if p.is_file()),
         "seconds": time.monotonic() - started,
     }
+
+
+def crashes(log: str) -> list[str]:
+    """Lines of a worker log that say why Faust crashed."""
+    return [line for line in log.splitlines() if "Crashed reason=" in line]
 
 
 def read_dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:
@@ -218,8 +223,8 @@ def unit_rows(run: FaultRun, actors: list[str]) -> Counter[tuple[str, str]]:
 
 
 def test_worker_survives_and_run_is_short(run: dict[str, Any]) -> None:
-    assert run["alive"], f"the worker stopped (exit code {run['exit']})"
-    assert run["seconds"] < 90, f"the run took {run['seconds']:.0f} s"
+    assert run["alive"] and not run["crashes"], f"worker exit {run['exit']}: {run['crashes']}"
+    assert run["seconds"] < 60, f"the run took {run['seconds']:.0f} s"
 
 
 def test_every_bad_input_is_a_dead_letter_with_its_bytes_and_reason(run: dict[str, Any]) -> None:
@@ -291,8 +296,8 @@ def test_no_raw_id_nor_the_key_in_any_log(run: dict[str, Any], dataset: Dataset)
     secrets |= {person for person, _ in hostile_directory_people()}
     secrets |= {"anna@example.org", "jonas@example.org", "oversize@example.org"}  # bad input
     files: list[Path] = run["log_files"]
-    assert any(p.name.startswith("worker-") for p in files), files
-    assert sum(p.stat().st_size for p in files) > 0
+    worker_logs = [p.read_text(errors="replace") for p in files if p.name.startswith("worker-")]
+    assert worker_logs and all("level=DEBUG" in text for text in worker_logs), "not at DEBUG"
     found = {
         f"{p.name}: {secret}"
         for p in files
