@@ -8,20 +8,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
-import orjson
 from faust.tables.globaltable import GlobalTable
 
 from agents.consumer import NoDropConsumer
 from pipeline.brokerprobe import BrokerWatch
 from pipeline.clickhouse import get_client
 from pipeline.exporter import PipelineMetrics
+from pipeline.ingest import directory_headcounts, parse_directory_entry
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
 from pipeline.sink import ClickHouseSink
@@ -104,16 +103,9 @@ class Runtime:
     directory: Any  # faust GlobalTable: pseudonym -> {"unit": ..., "cohorts": [...]}
 
     def lookup(self, pseudonym: str) -> dict[str, Any] | None:
-        """Directory entry of a person (by pseudonym), None when unknown."""
-        raw = self.directory.get(pseudonym.encode())  # raw key serializer: keys are bytes
-        if raw is None:
-            return None
-        if isinstance(raw, bytes | str):
-            try:
-                raw = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                return None
-        return raw if isinstance(raw, dict) else None
+        """Directory entry of a person (by pseudonym), None when unknown or malformed."""
+        # raw key serializer: keys are bytes
+        return parse_directory_entry(self.directory.get(pseudonym.encode()))
 
 
 def state_dir(settings: Settings) -> Path:
@@ -206,11 +198,7 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
 
     @app.timer(interval=5.0)
     async def directory_headcount() -> None:
-        counts: Counter[str] = Counter()
-        for key in list(directory.keys()):
-            entry = rt.lookup(key.decode() if isinstance(key, bytes) else str(key))
-            if entry and isinstance(entry.get("unit"), str):
-                counts[entry["unit"]] += 1
+        counts = directory_headcounts(list(directory.items()))
         metrics.set_headcounts(counts, settings.min_group_size)
 
     return rt

@@ -124,7 +124,9 @@ def measure_max_rate(root: Path) -> float:
     """Events/s one worker processes end to end (produce a burst, time until committed)."""
     settings = settings_for(root)
     org = organisation()
-    lines = [orjson.dumps(ev) for ev, _ in zip(org.events(), range(MEASURE_EVENTS), strict=False)]
+    events = org.events()
+    warmup = [orjson.dumps(ev) for ev, _ in zip(events, range(2_000), strict=False)]
+    lines = [orjson.dumps(ev) for ev, _ in zip(events, range(MEASURE_EVENTS), strict=False)]
     with DevStack(settings, extra_env=ENV) as stack:
         producer = make_producer(stack.bootstrap, tansu=settings.tansu)
         produce_directory(
@@ -133,11 +135,16 @@ def measure_max_rate(root: Path) -> float:
             org.directory_records(),
             Pseudonymiser(settings.read_pseudonym_key()),
         )
+        stack.start_worker()
+        produce_events(producer, settings.topic_events, warmup, envelope_size=100)
+        # warm: the worker has started, joined and processed something (its windows stay
+        # open, so wait for the input offsets only)
+        while consumed_fraction(stack.bootstrap, settings)[0] < 2_000 // 100:
+            time.sleep(0.2)
+        started = time.monotonic()
         produce_events(producer, settings.topic_events, lines, envelope_size=100)
         produce_end_of_input(producer, settings.topic_events)
         producer.close()
-        stack.start_worker()
-        started = time.monotonic()
         wait_until_drained(stack.bootstrap, settings, 900, workers=stack.workers)
         return len(lines) / (time.monotonic() - started)
 

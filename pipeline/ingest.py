@@ -175,10 +175,19 @@ def parse_directory_entry(raw: object) -> dict[str, Any] | None:
 
 
 def directory_headcounts(records: Iterable[tuple[object, object]]) -> Counter[str]:
-    """People per unit from (key, value) directory records; malformed ones are left out."""
+    """People per unit from (key, value) directory records; malformed ones are left out.
+
+    A key names a person by pseudonym, so one that is empty or not UTF-8 (no event can ever
+    name it) is malformed like a value without a unit.
+    """
     counts: Counter[str] = Counter()
     for key, value in records:
-        if not key:  # a record without a person
+        if isinstance(key, bytes):
+            try:
+                key = key.decode()
+            except UnicodeDecodeError:
+                continue
+        if not key or not isinstance(key, str):
             continue
         entry = parse_directory_entry(value)
         if entry is not None:

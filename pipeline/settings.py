@@ -12,6 +12,7 @@ import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -145,6 +146,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"must start with chdb://, http://, https:// or clickhouse://, got {value!r}"
             )
+        if urlsplit(value).password is not None:
+            raise ValueError(
+                "must not contain a password (it would show wherever the DSN is shown); put it "
+                "in TEILHABE_CLICKHOUSE_PASSWORD or TEILHABE_CLICKHOUSE_PASSWORD_FILE"
+            )
         return value
 
     @model_validator(mode="after")
@@ -242,6 +248,18 @@ def _read_private_file(path: Path, variable: str) -> bytes:
     return path.read_bytes().strip()
 
 
+def redact_url(value: object) -> object:
+    """``scheme://user:***@host...`` for a URL with a password; anything else unchanged."""
+    if isinstance(value, str) and "://" in value and "@" in value:
+        parts = urlsplit(value)
+        if parts.password is not None:
+            netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+            if parts.port:
+                netloc += f":{parts.port}"
+            return urlunsplit(parts._replace(netloc=netloc))
+    return value
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; turn validation errors into one clear ConfigError."""
     try:
@@ -251,7 +269,7 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "settings"
             var = ENV_PREFIX + field.upper() if err["loc"] else "settings"
-            got = err.get("input")
+            got = redact_url(err.get("input"))
             lines.append(f"{var}: {err['msg']} (got {got!r})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
 

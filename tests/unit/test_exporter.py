@@ -27,4 +27,41 @@ def test_label_sets_are_bounded_and_carry_no_person() -> None:
         for sample in metric.samples
         for name in sample.labels
     }
-    assert labels <= {"unit", "event_type", "reason", "partition", "topic", "table", "le"}
+    assert labels <= {
+        "unit",
+        "event_type",
+        "reason",
+        "partition",
+        "topic",
+        "table",
+        "le",
+        "component",
+    }
+
+
+def test_client_problems_count_kafka_and_faust_warnings_only() -> None:
+    import logging
+
+    m = PipelineMetrics.create()
+    handler = m.count_client_problems()
+    for name, level in [
+        ("aiokafka.consumer.group_coordinator", logging.WARNING),
+        ("kafka.conn", logging.ERROR),
+        ("faust.transport", logging.ERROR),
+        ("aiokafka.conn", logging.INFO),  # below WARNING: not a problem
+        ("teilhabe.ingest", logging.WARNING),  # our own warnings have their own metrics
+        ("urllib3", logging.ERROR),
+    ]:
+        record = logging.LogRecord(name, level, __file__, 1, "msg", None, None)
+        if record.levelno >= handler.level:
+            handler.handle(record)
+    get = m.registry.get_sample_value
+    assert get("teilhabe_client_problems_total", {"component": "kafka"}) == 2
+    assert get("teilhabe_client_problems_total", {"component": "faust"}) == 1
+    values = {
+        s.labels["component"]
+        for metric in m.registry.collect()
+        for s in metric.samples
+        if "component" in s.labels
+    }
+    assert values == {"kafka", "faust"}, "component is a closed set"
