@@ -15,8 +15,10 @@ from typing import Any
 
 import faust
 from faust.tables.globaltable import GlobalTable
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
-from agents.consumer import NoDropConsumer
+from agents.consumer import KeepQueuesFlowControl, NoDropConsumer
 from pipeline.brokerprobe import BrokerWatch
 from pipeline.clickhouse import get_client
 from pipeline.exporter import PipelineMetrics
@@ -59,6 +61,12 @@ class TeilhabeApp(faust.App):
 
     stop_hooks: list[StopHook]
     shutdown_timeout_s: float = 30.0
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        """Flow control that keeps delivered events when resumed unsuspended (see
+        ``agents.consumer.KeepQueuesFlowControl``)."""
+        return KeepQueuesFlowControl(loop=self.loop)
 
     async def on_stop(self) -> None:
         """Run the stop hooks in order, commit, then stop as Faust does."""

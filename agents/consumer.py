@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger("teilhabe.consumer")
 
@@ -53,6 +55,8 @@ class NoDropConsumer(AIOKafkaConsumer):
         records, active_partitions = await self._wait_next_records(timeout)
         if records is None or self.should_stop:
             return
+        if log.isEnabledFor(logging.DEBUG):
+            self._trace_fetch(records, active_partitions)
         generation_id = self.app.consumer_generation_id
         undelivered: dict[Any, int] = {}  # tp -> first offset not handed out
         last: tuple[Any, int] | None = None  # handed out last: its delivery may be abandoned
@@ -81,6 +85,32 @@ class NoDropConsumer(AIOKafkaConsumer):
         finally:
             await self._seek_back(records, undelivered)
 
+    def _trace_fetch(self, records: Any, active: Any) -> None:
+        """DEBUG: what a fetch returned; every 5 s the fetch state of the assigned partitions."""
+        got = {
+            f"{tp.topic.rsplit('.', 1)[-1]}[{tp.partition}]": f"{b[0].offset}-{b[-1].offset}"
+            for tp, b in records.items()
+            if b
+        }
+        if got:
+            log.debug("fetched %s", got)
+        now = time.monotonic()
+        if now - getattr(self, "_traced_at", 0.0) < 5.0:
+            return
+        self._traced_at = now
+        state = []
+        try:
+            assignment = self._thread._ensure_consumer()._subscription.subscription.assignment
+            for tp in sorted(self.assignment()):
+                st = assignment.state_value(tp)
+                state.append(
+                    f"{tp.topic.rsplit('.', 1)[-1]}[{tp.partition}] pos={st.position} "
+                    f"hw={st.highwater} paused={st.paused} active={tp in (active or ())}"
+                )
+        except Exception as exc:  # noqa: BLE001 - tracing only
+            state.append(repr(exc))
+        log.debug("fetch state %s", "; ".join(state))
+
     async def _seek_back(self, records: Any, undelivered: dict[Any, int]) -> None:
         for tp, batch in records.items():
             if not batch or undelivered[tp] > batch[-1].offset:
@@ -96,3 +126,26 @@ class NoDropConsumer(AIOKafkaConsumer):
             log.warning("could not seek %s[%s] back to %s: %r", tp.topic, tp.partition, offset, exc)
         else:
             log.info("%s: %s[%s] seeks back to %s", why, tp.topic, tp.partition, offset)
+
+
+class KeepQueuesFlowControl(FlowControlEvent):
+    """Faust's stream flow control, without dropping events when nothing was suspended.
+
+    ``FlowControlEvent.resume`` clears every stream queue. That is meant for the end of a
+    rebalance, when the queues hold events of the old assignment and the partitions have been
+    sought back to their committed offsets. But Faust's table recovery resumes the flow
+    *twice* at start (after reading the changelogs, then in ``_resume_streams`` after seeking
+    the stream partitions), and in between the fetcher already hands out stream records.
+    The second resume then cleared events that were delivered and marked read, so they were
+    never processed (traced here: input offset 20 delivered to the agent's queue at the moment
+    of "Worker ready", never seen by the agent; the commit then stalled at that offset, or
+    Faust acknowledged it as skipped and an envelope was lost). Resuming flow that is not
+    suspended now keeps the queues.
+    """
+
+    def resume(self) -> None:
+        """Resume; clear the stream queues only when the flow was actually suspended."""
+        if self.is_active():
+            self._resume.set()
+            return
+        super().resume()

@@ -33,6 +33,22 @@ BATCH_MESSAGES = 500
 BATCH_WITHIN_S = 0.1
 
 
+def offset_ranges(batch: list[Any]) -> str:
+    """``p:a-b,c`` runs of offsets per partition in batch order (for DEBUG traces)."""
+    runs: dict[int, list[list[int]]] = {}
+    for event in batch:
+        p, o = event.message.partition, event.message.offset
+        spans = runs.setdefault(p, [])
+        if spans and spans[-1][1] + 1 == o:
+            spans[-1][1] = o
+        else:
+            spans.append([o, o])
+    return " ".join(
+        f"{p}:" + ",".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
+        for p, spans in sorted(runs.items())
+    )
+
+
 def register(rt: Runtime) -> None:
     """Attach the ingest agent to the app."""
     s = rt.settings
@@ -104,6 +120,8 @@ def register(rt: Runtime) -> None:
         await asyncio.gather(*sent)
         for event in batch:
             event.ack()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("batch acked messages=%s offsets=%s", len(batch), offset_ranges(batch))
 
     EventBatcher(handle, BATCH_MESSAGES, BATCH_WITHIN_S).attach(
         rt.app, rt.events_topic, "teilhabe.ingest"
