@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,11 @@ class StreamingOracle:
 
 def organisation() -> gen.Organisation:
     """A busy organisation over years of event time (the soak never runs out of events)."""
+    # event time from ~700 days ago up to yesterday: inside the facts' retention (730 days)
+    # and never in the future (the contract rejects that)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     spec = gen.OrgSpec(
-        seed=99, start=datetime(2020, 1, 6, tzinfo=UTC), days=2000, events_per_user_day=60
+        seed=99, start=today - timedelta(days=700), days=699, events_per_user_day=100
     )
     return gen.Organisation(spec)
 
