@@ -96,7 +96,7 @@ def test_probe_tells_a_live_broker_from_a_frozen_and_a_missing_one(
     try:
         started = time.monotonic()
         assert asyncio.run(watch.check()) is False
-        assert 0.9 < time.monotonic() - started < 3.0, "a frozen broker must time out"
+        assert 0.9 < time.monotonic() - started < 10, "a frozen broker must time out, not hang"
     finally:
         os.kill(broker.proc.pid, signal.SIGCONT)
     assert metrics.broker_up._value.get() == 0
