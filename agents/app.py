@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,10 @@ from agents.consumer import KeepQueuesFlowControl, NoDropConsumer
 from pipeline.brokerprobe import BrokerWatch
 from pipeline.clickhouse import get_client
 from pipeline.exporter import PipelineMetrics
-from pipeline.ingest import directory_headcounts, parse_directory_entry
+from pipeline.ingest import directory_entries, parse_directory_entry
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
-from pipeline.sink import ClickHouseSink
+from pipeline.sink import ClickHouseSink, DirectorySync
 
 log = logging.getLogger("teilhabe.worker")
 
@@ -204,9 +205,19 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
     async def broker_probe() -> None:
         await watch.check()
 
+    mirror = DirectorySync(sink)
+
     @app.timer(interval=5.0)
     async def directory_headcount() -> None:
-        counts = directory_headcounts(list(directory.items()))
-        metrics.set_headcounts(counts, settings.min_group_size)
+        entries = directory_entries(list(directory.items()))
+        metrics.set_headcounts(
+            Counter(e["unit"] for e in entries.values()), settings.min_group_size
+        )
+        rows = mirror.pending(entries)
+        if rows:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, mirror.write, rows)
+            except Exception as exc:  # noqa: BLE001 - retried at the next tick
+                log.warning("directory not mirrored to ClickHouse (retried) error=%s", exc)
 
     return rt

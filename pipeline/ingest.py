@@ -174,13 +174,13 @@ def parse_directory_entry(raw: object) -> dict[str, Any] | None:
     return raw
 
 
-def directory_headcounts(records: Iterable[tuple[object, object]]) -> Counter[str]:
-    """People per unit from (key, value) directory records; malformed ones are left out.
+def directory_entries(records: Iterable[tuple[object, object]]) -> dict[str, dict[str, Any]]:
+    """Valid directory records as person pseudonym -> entry; malformed ones are left out.
 
     A key names a person by pseudonym, so one that is empty or not UTF-8 (no event can ever
     name it) is malformed like a value without a unit.
     """
-    counts: Counter[str] = Counter()
+    out: dict[str, dict[str, Any]] = {}
     for key, value in records:
         if isinstance(key, bytes):
             try:
@@ -191,8 +191,13 @@ def directory_headcounts(records: Iterable[tuple[object, object]]) -> Counter[st
             continue
         entry = parse_directory_entry(value)
         if entry is not None:
-            counts[entry["unit"]] += 1
-    return counts
+            out[key] = entry
+    return out
+
+
+def directory_headcounts(records: Iterable[tuple[object, object]]) -> Counter[str]:
+    """People per unit from (key, value) directory records; malformed ones are left out."""
+    return Counter(entry["unit"] for entry in directory_entries(records).values())
 
 
 def _unit(entry: Mapping[str, Any] | None) -> str:

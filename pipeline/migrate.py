@@ -132,7 +132,8 @@ def migrate(client: Client, settings: Settings, migrations_dir: Path | None = No
 
     Raises ConfigError when an applied migration's file changed (its checksum differs) and
     lets ClickHouse errors of a failing statement through (nothing recorded for that file).
-    Afterwards TEILHABE_MIN_GROUP_SIZE is written to ``{db}.config`` when that table exists.
+    Afterwards the settings the views read (TEILHABE_MIN_GROUP_SIZE, TEILHABE_RESPONSE_TARGET_H,
+    TEILHABE_HEAVY_CONTRIBUTIONS) are written to ``{db}.config`` when that table exists.
     """
     db = settings.clickhouse_database
     files = migration_files(migrations_dir)
@@ -157,8 +158,14 @@ def migrate(client: Client, settings: Settings, migrations_dir: Path | None = No
         )
         applied.append(mig.name)
     if client.command(f"EXISTS TABLE `{db}`.config") == 1:
-        client.command(
-            f"INSERT INTO `{db}`.config (key, value) VALUES ('min_group_size', "
-            f"'{int(settings.min_group_size)}')"
+        values = {
+            "min_group_size": settings.min_group_size,
+            "response_target_h": settings.response_target_h,
+            "heavy_contributions": settings.heavy_contributions,
+        }
+        client.insert(
+            f"`{db}`.config",
+            [(key, str(int(value))) for key, value in values.items()],
+            column_names=("key", "value"),
         )
     return applied

@@ -122,6 +122,19 @@ class Settings(BaseSettings):
         5, ge=1, description="k: figures about fewer than k people are suppressed (1 = off)."
     )
 
+    # --- Metric definitions (written to ClickHouse's config table for the views) -----------
+    response_target_h: int = Field(
+        24,
+        ge=1,
+        description="A post counts as answered in time when its first reply by "
+        "someone else comes within this many hours (daily_response).",
+    )
+    heavy_contributions: int = Field(
+        5,
+        ge=1,
+        description="Contributions in a day that make a heavy contributor (participation_pyramid).",
+    )
+
     # --- Exposition ------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of /metrics (0 = any).")

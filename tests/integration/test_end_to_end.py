@@ -3,6 +3,7 @@ workers -> ClickHouse and /metrics, checked against a plain recomputation from t
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from pipeline.producer import (
     read_jsonl,
 )
 from pipeline.settings import Settings
-from tests.conftest import configure
+from tests.conftest import TEST_KEY, configure
 
 pytestmark = pytest.mark.integration
 
@@ -139,6 +140,18 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
             f"SELECT count(), countIf(is_late = 1), uniqExact(event_id) FROM {db}.events FINAL"
         ).result_rows[0]
         ids = client.query(f"SELECT DISTINCT actor_id FROM {db}.events").result_rows
+        deadline = time.monotonic() + 15  # the directory mirror runs every 5 s
+        while True:
+            people = client.query(
+                f"SELECT person_id, unit FROM {db}.directory_people FINAL"
+            ).result_rows
+            if len(people) >= len(set(read_jsonl(directory))) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        adoption = client.query(
+            f"SELECT unit, sum(active_users), any(adoption_rate) FROM {db}.daily_active_by_unit "
+            "GROUP BY unit"
+        ).result_rows
         client.close()
     return {
         "windows": {(int(t), u): (int(a), int(e)) for t, u, a, e in windows},
@@ -146,6 +159,8 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
         "dead": dead,
         "metrics": metrics,
         "actor_ids": {r[0] for r in ids},
+        "directory_people": dict(people),
+        "adoption": adoption,
     }
 
 
@@ -205,6 +220,22 @@ def test_no_raw_ids_reach_clickhouse(one_worker: dict[str, Any], dataset: Any) -
     raw = {e["actor_id"] for e in dataset[2]}
     assert not raw & one_worker["actor_ids"]
     assert all(len(a) == 32 for a in one_worker["actor_ids"])
+
+
+def test_directory_is_mirrored_for_adoption_rates(
+    one_worker: dict[str, Any], dataset: Any, settings_key: bytes = TEST_KEY.encode()
+) -> None:
+    """Every person of the directory is in ClickHouse (pseudonymised), so adoption rates have
+    their denominator: active people / headcount of the unit."""
+    from pipeline.pseudonym import Pseudonymiser
+
+    units = dataset[3]
+    pseudonymise = Pseudonymiser(settings_key)
+    assert one_worker["directory_people"] == {pseudonymise(p): u for p, u in units.items()}
+    headcount = Counter(units.values())
+    for unit, _active, rate in one_worker["adoption"]:
+        if unit in headcount:
+            assert rate is not None and 0 < rate <= 1, (unit, rate)
 
 
 def test_two_workers_give_the_same_totals(

@@ -1,0 +1,165 @@
+-- Analyst views over the stored facts (issue 3). Names and columns are a contract: only ever
+-- added to. Every view computes from `events` (and the directory), so analysts can re-slice by
+-- any window; every view leaves out groups smaller than k people (config 'min_group_size',
+-- TEILHABE_MIN_GROUP_SIZE). Definitions and sources: docs/metrics.md.
+
+-- The org directory as the worker knows it (pseudonymised person -> unit), for denominators.
+CREATE TABLE IF NOT EXISTS {db}.directory_people
+(
+    person_id  String,
+    unit       LowCardinality(String),
+    attributes String,
+    updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY person_id;
+
+-- Interactions (DESIGN.md): a reply, reaction, mention or share with a target person other
+-- than the actor; direction actor unit -> target unit.
+CREATE OR REPLACE VIEW {db}.interactions AS
+SELECT
+    day,
+    ts_ms,
+    event_id,
+    event_type,
+    actor_id,
+    actor_unit AS from_unit,
+    assumeNotNull(target_actor_id) AS target_id,
+    ifNull(target_unit, 'unknown') AS to_unit
+FROM {db}.events FINAL
+WHERE event_type IN ('reply_created', 'reaction_added', 'mention', 'share')
+  AND target_actor_id IS NOT NULL
+  AND target_actor_id != actor_id;
+
+-- Active people and events per unit and day; adoption rate = active / headcount of the unit
+-- in the directory (NULL when the directory does not know the unit).
+CREATE OR REPLACE VIEW {db}.daily_active_by_unit AS
+SELECT
+    a.day AS day,
+    a.unit AS unit,
+    a.active_users AS active_users,
+    a.events AS events,
+    if(h.headcount > 0, a.active_users / h.headcount, NULL) AS adoption_rate
+FROM
+(
+    SELECT day, actor_unit AS unit, uniqExact(actor_id) AS active_users, count() AS events
+    FROM {db}.events FINAL
+    GROUP BY day, unit
+) AS a
+LEFT JOIN
+(
+    SELECT unit, count() AS headcount FROM {db}.directory_people FINAL GROUP BY unit
+) AS h ON a.unit = h.unit
+WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Unit x unit interaction matrix per day. The group of a cell: the distinct people on either
+-- side of its interactions.
+CREATE OR REPLACE VIEW {db}.daily_silo_matrix AS
+SELECT day, from_unit, to_unit, interactions
+FROM
+(
+    SELECT
+        day,
+        from_unit,
+        to_unit,
+        count() AS interactions,
+        length(arrayDistinct(arrayConcat(groupUniqArray(actor_id), groupUniqArray(target_id)))) AS people
+    FROM {db}.interactions
+    GROUP BY day, from_unit, to_unit
+)
+WHERE people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Krackhardt & Stern E-I index per unit and day, and for the whole org (unit = '*').
+-- Unit u: internal = interactions with both sides in u, external = with exactly one side in u
+-- (sent to or received from another unit). Org: internal = inside a unit, external = across.
+-- ei_index = (external - internal) / (external + internal), NULL when there is no tie (an active
+-- unit without interactions). The group of a unit: its active people that day; of '*':
+-- everyone active that day.
+CREATE OR REPLACE VIEW {db}.daily_ei_index AS
+SELECT a.day AS day, a.unit AS unit, t.internal AS internal, t.external AS external,
+       if(t.internal + t.external = 0, NULL,
+          (toInt64(t.external) - toInt64(t.internal)) / (t.internal + t.external)) AS ei_index
+FROM
+(
+    SELECT day, actor_unit AS unit, uniqExact(actor_id) AS people
+    FROM {db}.events FINAL GROUP BY day, unit
+    UNION ALL
+    SELECT day, '*' AS unit, uniqExact(actor_id) AS people
+    FROM {db}.events FINAL GROUP BY day
+) AS a
+LEFT JOIN
+(
+    SELECT day, unit, countIf(inside) AS internal, countIf(NOT inside) AS external
+    FROM
+    (
+        SELECT day, from_unit AS unit, from_unit = to_unit AS inside FROM {db}.interactions
+        UNION ALL
+        SELECT day, to_unit AS unit, 0 AS inside FROM {db}.interactions WHERE from_unit != to_unit
+    )
+    GROUP BY day, unit
+    UNION ALL
+    SELECT day, '*' AS unit, countIf(from_unit = to_unit) AS internal,
+           countIf(from_unit != to_unit) AS external
+    FROM {db}.interactions GROUP BY day
+) AS t ON a.day = t.day AND a.unit = t.unit
+WHERE a.people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Response (CHAOSS Time to First Response): per day of the post and unit of its author, the
+-- posts, those whose first reply by someone else came within the target (config
+-- 'response_target_h', TEILHABE_RESPONSE_TARGET_H), and the median time to that first reply
+-- over the answered posts (however late the answer; a reply stamped before its post, i.e. clock
+-- skew, is ignored). Group: the distinct authors of the posts.
+CREATE OR REPLACE VIEW {db}.daily_response AS
+SELECT day, unit, posts, answered_within_target, median_first_response_s
+FROM
+(
+    SELECT
+        p.day AS day,
+        p.unit AS unit,
+        count() AS posts,
+        countIf(r.first_ms > 0 AND r.first_ms - p.ts_ms <= 3600000 * (SELECT toUInt32OrDefault(any(value), toUInt32(24)) FROM {db}.config FINAL WHERE key = 'response_target_h')) AS answered_within_target,
+        quantileExactInclusiveIf(0.5)((r.first_ms - p.ts_ms) / 1000, r.first_ms > 0) AS median_first_response_s,
+        uniqExact(p.author) AS authors
+    FROM
+    (
+        SELECT day, actor_unit AS unit, actor_id AS author, assumeNotNull(content_id) AS cid, ts_ms
+        FROM {db}.events FINAL
+        WHERE event_type = 'post_created' AND content_id IS NOT NULL
+    ) AS p
+    LEFT JOIN
+    (
+        SELECT q.cid AS cid, min(e.ts_ms) AS first_ms
+        FROM {db}.events AS e FINAL
+        INNER JOIN
+        (
+            SELECT assumeNotNull(content_id) AS cid, actor_id AS author, ts_ms AS posted_ms
+            FROM {db}.events FINAL
+            WHERE event_type = 'post_created' AND content_id IS NOT NULL
+        ) AS q ON assumeNotNull(e.root_content_id) = q.cid
+        WHERE e.event_type = 'reply_created' AND e.root_content_id IS NOT NULL
+          AND e.actor_id != q.author AND e.ts_ms >= q.posted_ms
+        GROUP BY q.cid
+    ) AS r ON p.cid = r.cid
+    GROUP BY day, unit
+)
+WHERE authors >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Participation pyramid (Nielsen 90-9-1) per unit and day: active people who made no
+-- contribution (observers: only viewed, reacted, voted, joined), contributors, and heavy
+-- contributors (at least config 'heavy_contributions', TEILHABE_HEAVY_CONTRIBUTIONS, that day).
+-- Contributions: posts, replies, ideas, idea comments, shares. Group: all active people.
+CREATE OR REPLACE VIEW {db}.participation_pyramid AS
+SELECT day, unit,
+       countIf(contributions = 0) AS observers,
+       countIf(contributions > 0 AND contributions < h) AS contributors,
+       countIf(contributions >= h) AS heavy_contributors
+FROM
+(
+    SELECT day, actor_unit AS unit, actor_id,
+           countIf(event_type IN ('post_created', 'reply_created', 'idea_submitted', 'idea_commented', 'share')) AS contributions,
+           (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'heavy_contributions') AS h
+    FROM {db}.events FINAL
+    GROUP BY day, unit, actor_id
+)
+GROUP BY day, unit
+HAVING count() >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');

@@ -1,0 +1,374 @@
+"""The analyst views (daily_active_by_unit, daily_silo_matrix, daily_ei_index, daily_response,
+participation_pyramid) on the real engine, against plain Python recomputations from the
+definitions in DESIGN.md, over randomised facts (duplicates, late rows, any order), plus the
+E-I index on a hand-checkable example and its edge cases, and k-suppression."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from statistics import median
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.clickhouse import EmbeddedClickHouse, get_client
+from pipeline.migrate import migrate
+from pipeline.sink import EVENT_COLUMNS, event_row
+from tests.conftest import configure
+
+pytestmark = pytest.mark.integration
+
+DAY0 = datetime(2026, 3, 2, tzinfo=UTC)
+HOUR_MS = 3_600_000
+INTERACTIONS = {"reply_created", "reaction_added", "mention", "share"}
+CONTRIBUTIONS = {"post_created", "reply_created", "idea_submitted", "idea_commented", "share"}
+TYPES = ["post_created", "reply_created", "reaction_added", "mention", "share", "view"]
+
+
+@pytest.fixture(scope="module")
+def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    mp = pytest.MonkeyPatch()
+    settings_ = configure(mp, tmp_path_factory.mktemp("views"), min_group_size=1)
+    try:
+        with EmbeddedClickHouse(settings_):
+            client = get_client(settings_)
+            migrate(client, settings_)
+            yield client
+            client.close()
+    finally:
+        mp.undo()
+
+
+def set_config(client: Any, **values: int) -> None:
+    client.insert(
+        "teilhabe.config", [(k, str(v)) for k, v in values.items()], column_names=("key", "value")
+    )
+
+
+def load(client: Any, events: list[dict[str, Any]], directory: dict[str, str]) -> None:
+    """Replace the facts and the directory with ``events`` / ``directory`` (person -> unit)."""
+    client.command("TRUNCATE TABLE teilhabe.events")
+    client.command("TRUNCATE TABLE teilhabe.directory_people")
+    rows = [event_row(ev, late=bool(ev.get("late"))) for ev in events]
+    if rows:
+        client.insert("teilhabe.events", rows, column_names=EVENT_COLUMNS)
+    if directory:
+        client.insert(
+            "teilhabe.directory_people",
+            [(p, u, "{}") for p, u in directory.items()],
+            column_names=("person_id", "unit", "attributes"),
+        )
+
+
+def event(
+    eid: str,
+    etype: str,
+    ts: int,
+    actor: str,
+    unit: str,
+    target: str | None = None,
+    target_unit: str | None = None,
+    content: str | None = None,
+    root: str | None = None,
+    late: bool = False,
+) -> dict[str, Any]:
+    """A fact as the pipeline writes it (ids already pseudonymised)."""
+    return {
+        "event_id": eid,
+        "event_type": etype,
+        "ts": ts,
+        "actor_id": actor,
+        "actor_unit": unit,
+        "space_id": None,
+        "platform": None,
+        "target_actor_id": target,
+        "target_unit": target_unit,
+        "content_id": content,
+        "parent_content_id": root,
+        "root_content_id": root,
+        "idea_status": None,
+        "late": late,
+    }
+
+
+# --- oracles: plain recomputations from DESIGN.md ------------------------------------------
+
+
+def unique(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One fact per event id, the on-time copy winning (as events FINAL)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        if ev["event_id"] not in by_id or not ev["late"]:
+            by_id[ev["event_id"]] = ev
+    return list(by_id.values())
+
+
+def day_of(ev: dict[str, Any]) -> date:
+    return datetime.fromtimestamp(ev["ts"] / 1000, tz=UTC).date()
+
+
+def active_people(events: list[dict[str, Any]]) -> dict[tuple[date, str], set[str]]:
+    out: dict[tuple[date, str], set[str]] = defaultdict(set)
+    for ev in events:
+        out[(day_of(ev), ev["actor_unit"])].add(ev["actor_id"])
+    return out
+
+
+def is_interaction(ev: dict[str, Any]) -> bool:
+    return (
+        ev["event_type"] in INTERACTIONS
+        and ev["target_actor_id"] is not None
+        and ev["target_actor_id"] != ev["actor_id"]
+    )
+
+
+def oracle_active(events: list[dict[str, Any]], directory: dict[str, str], k: int) -> set[Any]:
+    heads = Counter(directory.values())
+    counts = Counter((day_of(ev), ev["actor_unit"]) for ev in events)
+    return {
+        (d, u, len(p), counts[(d, u)], round(len(p) / heads[u], 9) if heads[u] else None)
+        for (d, u), p in active_people(events).items()
+        if len(p) >= k
+    }
+
+
+def oracle_matrix(events: list[dict[str, Any]], k: int) -> set[Any]:
+    cells: Counter[tuple[date, str, str]] = Counter()
+    people: dict[tuple[date, str, str], set[str]] = defaultdict(set)
+    for ev in filter(is_interaction, events):
+        key = (day_of(ev), ev["actor_unit"], ev["target_unit"] or "unknown")
+        cells[key] += 1
+        people[key] |= {ev["actor_id"], ev["target_actor_id"]}
+    return {(*key, n) for key, n in cells.items() if len(people[key]) >= k}
+
+
+def oracle_ei(events: list[dict[str, Any]], k: int) -> set[Any]:
+    internal: Counter[tuple[date, str]] = Counter()
+    external: Counter[tuple[date, str]] = Counter()
+    for ev in filter(is_interaction, events):
+        d, a, b = day_of(ev), ev["actor_unit"], ev["target_unit"] or "unknown"
+        if a == b:
+            internal[(d, a)] += 1
+            internal[(d, "*")] += 1
+        else:
+            external[(d, a)] += 1
+            external[(d, b)] += 1
+            external[(d, "*")] += 1
+    groups = active_people(events)
+    for (d, _), p in list(groups.items()):
+        groups.setdefault((d, "*"), set())
+        groups[(d, "*")] |= p
+    out = set()
+    for (d, u), p in groups.items():
+        if len(p) < k:
+            continue
+        i, e = internal[(d, u)], external[(d, u)]
+        out.add((d, u, i, e, None if i + e == 0 else round((e - i) / (e + i), 9)))
+    return out
+
+
+def oracle_response(events: list[dict[str, Any]], k: int, target_h: int) -> set[Any]:
+    posts = [ev for ev in events if ev["event_type"] == "post_created" and ev["content_id"]]
+    by_day: dict[tuple[date, str], list[dict[str, Any]]] = defaultdict(list)
+    for post in posts:
+        by_day[(day_of(post), post["actor_unit"])].append(post)
+    out = set()
+    for (d, u), ps in by_day.items():
+        if len({p["actor_id"] for p in ps}) < k:
+            continue
+        delays = []
+        for p in ps:
+            replies = [
+                ev["ts"]
+                for ev in events
+                if ev["event_type"] == "reply_created"
+                and ev["root_content_id"] == p["content_id"]
+                and ev["actor_id"] != p["actor_id"]
+                and ev["ts"] >= p["ts"]
+            ]
+            if replies:
+                delays.append(min(replies) - p["ts"])
+        within = sum(1 for x in delays if x <= target_h * HOUR_MS)
+        med = round(median(delays) / 1000, 3) if delays else None
+        out.add((d, u, len(ps), within, med))
+    return out
+
+
+def oracle_pyramid(events: list[dict[str, Any]], k: int, heavy: int) -> set[Any]:
+    made: Counter[tuple[date, str, str]] = Counter()
+    for ev in events:
+        key = (day_of(ev), ev["actor_unit"], ev["actor_id"])
+        made[key] += ev["event_type"] in CONTRIBUTIONS
+    tiers: dict[tuple[date, str], Counter[str]] = defaultdict(Counter)
+    for (d, u, _), n in made.items():
+        tiers[(d, u)]["o" if n == 0 else "h" if n >= heavy else "c"] += 1
+    return {(d, u, t["o"], t["c"], t["h"]) for (d, u), t in tiers.items() if sum(t.values()) >= k}
+
+
+# --- what ClickHouse says ------------------------------------------------------------------
+
+
+def rows(client: Any, sql: str) -> set[Any]:
+    return {
+        tuple(round(v, 9) if isinstance(v, float) else v for v in row)
+        for row in client.query(sql).result_rows
+    }
+
+
+def views(client: Any) -> dict[str, set[Any]]:
+    return {
+        "active": rows(client, "SELECT * FROM teilhabe.daily_active_by_unit"),
+        "matrix": rows(client, "SELECT * FROM teilhabe.daily_silo_matrix"),
+        "ei": rows(client, "SELECT * FROM teilhabe.daily_ei_index"),
+        "response": rows(
+            client,
+            "SELECT day, unit, posts, answered_within_target, "
+            "if(isNaN(median_first_response_s), NULL, round(median_first_response_s, 3)) "
+            "FROM teilhabe.daily_response",
+        ),
+        "pyramid": rows(client, "SELECT * FROM teilhabe.participation_pyramid"),
+    }
+
+
+@st.composite
+def organisations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Random facts over two days: 3 units, up to 14 people (some unknown to the directory),
+    posts and replies to them (before or after, by anyone), other interactions, views,
+    duplicates and late copies, in any order."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    n_people = draw(st.integers(2, 14))
+    people = {f"{i:032x}": rng.choice(["A", "B", "C"]) for i in range(n_people)}
+    directory = {p: u for p, u in people.items() if rng.random() < 0.85}
+    events: list[dict[str, Any]] = []
+    posts: list[dict[str, Any]] = []
+    for i in range(draw(st.integers(0, 70))):
+        actor = rng.choice(list(people))
+        ts = int(DAY0.timestamp() * 1000) + rng.randrange(2 * 24 * HOUR_MS)
+        etype = rng.choice(TYPES)
+        target = rng.choice(list(people)) if etype in INTERACTIONS else None
+        root = None
+        if etype == "reply_created" and posts:
+            post = rng.choice(posts)
+            root, target = post["content_id"], post["actor_id"]
+        ev = event(
+            f"e{i}",
+            etype,
+            ts,
+            actor,
+            people[actor],
+            target,
+            None if target is None else people[target] if target in directory else "unknown",
+            content=f"c{i}" if etype in ("post_created", "reply_created") else None,
+            root=f"c{i}" if etype == "post_created" else root,
+            late=rng.random() < 0.1,
+        )
+        events.append(ev)
+        if etype == "post_created":
+            posts.append(ev)
+    events += [dict(ev, late=True) for ev in rng.sample(events, len(events) // 5)]  # copies
+    rng.shuffle(events)
+    return events, directory
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    organisations(), st.sampled_from([1, 2, 3]), st.sampled_from([1, 2]), st.sampled_from([1, 6])
+)
+def test_views_equal_their_oracles(
+    ch: Any, org: tuple[list[dict[str, Any]], dict[str, str]], k: int, heavy: int, target_h: int
+) -> None:
+    events, directory = org
+    set_config(ch, min_group_size=k, heavy_contributions=heavy, response_target_h=target_h)
+    load(ch, events, directory)
+    facts = unique(events)
+    got = views(ch)
+    assert got["active"] == oracle_active(facts, directory, k)
+    assert got["matrix"] == oracle_matrix(facts, k)
+    assert got["ei"] == oracle_ei(facts, k)
+    assert got["response"] == oracle_response(facts, k, target_h)
+    assert got["pyramid"] == oracle_pyramid(facts, k, heavy)
+
+
+def ties(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
+    """Mentions between people named '<unit><n>' (the unit is the first letter)."""
+    t0 = int(DAY0.timestamp() * 1000)
+    return [event(f"t{i}", "mention", t0 + i, a, a[0], b, b[0]) for i, (a, b) in enumerate(pairs)]
+
+
+def ei_rows(client: Any) -> dict[str, tuple[int, int, float | None]]:
+    return {
+        u: (i, e, None if x is None else round(x, 9))
+        for _, u, i, e, x in client.query("SELECT * FROM teilhabe.daily_ei_index").result_rows
+    }
+
+
+def test_ei_index_hand_checked_example(ch: Any) -> None:
+    """Krackhardt & Stern (1988): E-I = (E - I) / (E + I). A: 2 ties inside, 1 to B; B: 3
+    inside, 1 from A. A = (1-2)/3, B = (1-3)/4, org = (1-5)/6."""
+    set_config(ch, min_group_size=1)
+    load(
+        ch,
+        ties(("A1", "A2"), ("A2", "A3"), ("A1", "B1"), ("B1", "B2"), ("B2", "B3"), ("B3", "B1")),
+        {},
+    )
+    assert ei_rows(ch) == {
+        "A": (2, 1, round(-1 / 3, 9)),
+        "B": (3, 1, -0.5),
+        "*": (5, 1, round(-2 / 3, 9)),
+    }
+
+
+def test_ei_index_edge_cases(ch: Any) -> None:
+    """Only internal ties = -1, only external = +1, an active unit without ties = NULL; a
+    person's tie with themself is no tie."""
+    set_config(ch, min_group_size=1)
+    t0 = int(DAY0.timestamp() * 1000)
+    facts = ties(("A1", "A2"), ("A2", "A1"), ("B1", "C1"))
+    facts += [event("v", "view", t0, "D1", "D"), event("s", "mention", t0, "D1", "D", "D1", "D")]
+    load(ch, facts, {})
+    got = ei_rows(ch)
+    assert got["A"] == (2, 0, -1.0)
+    assert got["B"] == (0, 1, 1.0)
+    assert got["D"] == (0, 0, None)
+    assert "C" not in got, "C took part in a tie but was not active (no group of active people)"
+
+
+def test_every_view_suppresses_groups_below_k(ch: Any) -> None:
+    """4 active people in unit S, 6 in unit L: with k = 5 nothing about S is shown anywhere,
+    with k = 4 it is."""
+    t0 = int(DAY0.timestamp() * 1000)
+    facts = []
+    for unit, n in (("S", 4), ("L", 6)):
+        for i in range(n):
+            me, peer = f"{unit}{i}", f"{unit}{(i + 1) % n}"
+            facts.append(
+                event(f"{me}p", "post_created", t0 + i, me, unit, content=f"{me}c", root=f"{me}c")
+            )
+            facts.append(
+                event(
+                    f"{me}r",
+                    "reply_created",
+                    t0 + 60_000 + i,
+                    peer,
+                    unit,
+                    me,
+                    unit,
+                    content=f"{me}r",
+                    root=f"{me}c",
+                )
+            )
+    load(ch, facts, {f"{u}{i}": u for u, n in (("S", 4), ("L", 6)) for i in range(n)})
+    for k, shown in ((5, {"L"}), (4, {"S", "L"})):
+        set_config(ch, min_group_size=k)
+        got = views(ch)
+        for name, found in got.items():
+            units = {r[1] for r in found} - {"*"}
+            assert units == shown, f"{name} with k={k}: {units}"
+        assert {(r[1], r[2]) for r in got["matrix"]} == {(u, u) for u in shown}
