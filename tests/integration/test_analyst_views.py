@@ -372,3 +372,15 @@ def test_every_view_suppresses_groups_below_k(ch: Any) -> None:
             units = {r[1] for r in found} - {"*"}
             assert units == shown, f"{name} with k={k}: {units}"
         assert {(r[1], r[2]) for r in got["matrix"]} == {(u, u) for u in shown}
+
+
+def test_example_questions_in_the_docs_run(ch: Any) -> None:
+    """Every SQL example of docs/metrics.md runs against the migrated schema."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    examples = re.findall(r"```sql\n(.*?)```", doc, re.S)
+    assert len(examples) >= 5
+    for sql in examples:
+        ch.query(sql)
