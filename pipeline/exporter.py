@@ -75,6 +75,8 @@ class PipelineMetrics:
     last_consumed: Gauge
     broker_up: Gauge
     broker_probe_seconds: Gauge
+    baseline_ratio: Gauge
+    baseline_events: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -187,6 +189,19 @@ class PipelineMetrics:
             broker_probe_seconds=Gauge(
                 "teilhabe_broker_probe_seconds",
                 "Round-trip time of the last successful broker probe",
+                registry=r,
+            ),
+            baseline_ratio=Gauge(
+                "teilhabe_engagement_baseline_ratio",
+                "Events of the unit in the last closed window / the mean of the same window in "
+                "the 4 weeks before (1 = as usual; the drop alert's input; k-suppressed)",
+                ["unit"],
+                registry=r,
+            ),
+            baseline_events=Gauge(
+                "teilhabe_engagement_baseline_events",
+                "Mean events of the unit in the same window of the 4 weeks before",
+                ["unit"],
                 registry=r,
             ),
         )

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from pipeline.baseline import baseline_ratios, baseline_starts
 from pipeline.contract import OPTIONAL_FIELDS
 from pipeline.exporter import PipelineMetrics
 from pipeline.windows import Checkpoint, ClosedWindow
@@ -162,11 +163,46 @@ class ClickHouseSink:
         m = self.metrics
         m.active_users.clear()
         m.window_events.clear()
+        current: dict[str, int] = {}
+        newest = 0
         for start, unit, active, by_type in result.result_rows:
-            m.window_start.set(start.timestamp())
+            newest = int(start.timestamp())
+            m.window_start.set(newest)
             m.active_users.labels(unit).set(active)
+            current[unit] = sum(by_type.values())
             for event_type, n in by_type.items():
                 m.window_events.labels(unit, event_type).set(n)
+        self._refresh_baseline(window_s, newest, current)
+
+    def _refresh_baseline(self, window_s: int, newest: int, current: dict[str, int]) -> None:
+        """Baseline gauges of the units shown in the newest window (``pipeline.baseline``)."""
+        m = self.metrics
+        m.baseline_ratio.clear()
+        m.baseline_events.clear()
+        if not current:
+            return
+        starts = baseline_starts(newest)
+        db = self.database
+        first = self.client.query(
+            f"SELECT toUnixTimestamp(min(window_start)) FROM {db}.engagement_window_partials "
+            "WHERE window_s = {w:UInt32}",
+            parameters={"w": window_s},
+        ).result_rows[0][0]
+        if int(first) > starts[-1]:
+            return  # less history than the baseline needs
+        rows = self.client.query(
+            f"SELECT toUnixTimestamp(window_start), unit, sum(events) "
+            f"FROM {db}.engagement_window_partials FINAL WHERE window_s = {{w:UInt32}} "
+            f"AND toUnixTimestamp(window_start) IN {{s:Array(Int64)}} GROUP BY 1, 2",
+            parameters={"w": window_s, "s": starts},
+        ).result_rows
+        past: dict[int, dict[str, int]] = {s: {} for s in starts}
+        for start, unit, events in rows:
+            past[int(start)][str(unit)] = int(events)
+        for unit, (base, ratio) in baseline_ratios(current, [past[s] for s in starts]).items():
+            m.baseline_events.labels(unit).set(base)
+            if ratio is not None:
+                m.baseline_ratio.labels(unit).set(ratio)
 
 
 class DirectorySync:

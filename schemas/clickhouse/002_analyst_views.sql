@@ -163,3 +163,25 @@ FROM
 )
 GROUP BY day, unit
 HAVING count() >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Engagement against its seasonal baseline per unit and day: events / the mean of the same
+-- weekday in the 4 weeks before (a day without events counts 0); NULL baseline before 4 weeks
+-- of history exist, NULL ratio when the baseline is 0. The basis of the drop alert (its live
+-- twin: the gauge teilhabe_engagement_baseline_ratio). Group: the unit's active people.
+CREATE OR REPLACE VIEW {db}.daily_baseline_ratio AS
+SELECT c.day AS day, c.unit AS unit, c.events AS events,
+       p.events / 4 AS baseline_events,
+       if(p.events = 0, NULL, c.events / (p.events / 4)) AS ratio
+FROM
+(
+    SELECT day, actor_unit AS unit, count() AS events, uniqExact(actor_id) AS people
+    FROM {db}.events FINAL GROUP BY day, unit
+) AS c
+LEFT JOIN
+(
+    SELECT day + 7 * w AS target_day, actor_unit AS unit, count() AS events
+    FROM {db}.events FINAL ARRAY JOIN [1, 2, 3, 4] AS w
+    GROUP BY target_day, unit
+) AS p ON c.day = p.target_day AND c.unit = p.unit
+WHERE c.people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size')
+  AND c.day - 28 >= (SELECT min(day) FROM {db}.events FINAL);

@@ -384,3 +384,34 @@ def test_example_questions_in_the_docs_run(ch: Any) -> None:
     assert len(examples) >= 5
     for sql in examples:
         ch.query(sql)
+
+
+def test_daily_baseline_ratio_equals_its_oracle(ch: Any) -> None:
+    """Six weeks of random daily activity per unit; day d's ratio = events(d) / mean of
+    events(d - 7i), i = 1..4 (0 when absent); no row before 4 weeks of history."""
+    rng = random.Random(5)
+    t0 = int(DAY0.timestamp() * 1000)
+    facts, counts = [], Counter[tuple[int, str]]()
+    for d in range(42):
+        for unit in ("A", "B"):
+            n = 0 if rng.random() < 0.1 else rng.randrange(1, 6)
+            counts[(d, unit)] = n
+            for i in range(n):
+                facts.append(
+                    event(f"{unit}{d}-{i}", "view", t0 + d * 24 * HOUR_MS + i, f"{unit}{i}", unit)
+                )
+    set_config(ch, min_group_size=1)
+    load(ch, facts, {})
+    got = {
+        ((day - DAY0.date()).days, unit): (events, base, None if ratio is None else round(ratio, 9))
+        for day, unit, events, base, ratio in ch.query(
+            "SELECT * FROM teilhabe.daily_baseline_ratio"
+        ).result_rows
+    }
+    expected = {}
+    for (d, unit), n in counts.items():
+        if n == 0 or d < 28:
+            continue
+        base = sum(counts[(d - 7 * i, unit)] for i in range(1, 5)) / 4
+        expected[(d, unit)] = (n, base, round(n / base, 9) if base else None)
+    assert got == expected

@@ -93,3 +93,28 @@ def test_replayed_flush_rewrites_identical_rows_and_counts_once(sink: Any) -> No
     ).result_rows == [(6, 6)]
     assert s.load_checkpoint(0) == cp[0]
     assert len(EVENT_COLUMNS) == len(event_row(ev, late=False))
+
+
+def test_baseline_ratio_gauge_shows_a_drop_in_one_unit_only(sink: Any) -> None:
+    """Same window of the 4 weeks before: A had 10 events, B 6; now A has 5, B 6."""
+    from dataclasses import replace
+
+    from pipeline.baseline import WEEK_S
+
+    s, _ = sink
+    now = window(0, {"A": 5, "B": 6})
+    reg = s.metrics.registry
+
+    def at(weeks_back: int, units: dict[str, int]) -> ClosedWindow:
+        return replace(window(0, units), start_ms=now.start_ms - weeks_back * WEEK_S * 1000)
+
+    s.flush([], [at(w, {"A": 10, "B": 6}) for w in (1, 2, 3)] + [now], {})
+    s.refresh_engagement_gauges(3600)
+    assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "A"}) is None, (
+        "three weeks of history: no baseline yet"
+    )
+    s.flush([], [at(4, {"A": 10, "B": 6})], {})
+    s.refresh_engagement_gauges(3600)
+    assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "A"}) == 0.5
+    assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "B"}) == 1.0
+    assert reg.get_sample_value("teilhabe_engagement_baseline_events", {"unit": "A"}) == 10
