@@ -77,6 +77,7 @@ class PipelineMetrics:
     broker_probe_seconds: Gauge
     baseline_ratio: Gauge
     baseline_events: Gauge
+    unanswered_posts: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -201,6 +202,14 @@ class PipelineMetrics:
             baseline_events=Gauge(
                 "teilhabe_engagement_baseline_events",
                 "Mean events of the unit in the same window of the 4 weeks before",
+                ["unit"],
+                registry=r,
+            ),
+            unanswered_posts=Gauge(
+                "teilhabe_unanswered_posts",
+                "Posts of the last TEILHABE_UNANSWERED_LOOKBACK_DAYS days older than "
+                "TEILHABE_RESPONSE_TARGET_H hours without a reply by someone else, by the "
+                "author's unit (k-suppressed by authors)",
                 ["unit"],
                 registry=r,
             ),

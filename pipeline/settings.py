@@ -129,6 +129,9 @@ class Settings(BaseSettings):
         description="A post counts as answered in time when its first reply by "
         "someone else comes within this many hours (daily_response).",
     )
+    unanswered_lookback_days: int = Field(
+        14, ge=1, description="teilhabe_unanswered_posts counts posts of this many days back."
+    )
     heavy_contributions: int = Field(
         5,
         ge=1,

@@ -205,6 +205,50 @@ class ClickHouseSink:
                 m.baseline_ratio.labels(unit).set(ratio)
 
 
+UNANSWERED_SQL = """
+SELECT p.unit, count() AS posts, uniqExact(p.author) AS authors
+FROM
+(
+    SELECT assumeNotNull(content_id) AS cid, actor_id AS author, actor_unit AS unit
+    FROM {db}.events FINAL
+    WHERE event_type = 'post_created' AND content_id IS NOT NULL
+      AND ts_ms BETWEEN {since:Int64} AND {until:Int64}
+) AS p
+LEFT JOIN
+(
+    SELECT assumeNotNull(root_content_id) AS cid, groupUniqArray(actor_id) AS repliers
+    FROM {db}.events FINAL
+    WHERE event_type = 'reply_created' AND root_content_id IS NOT NULL
+      AND ts_ms >= {since:Int64}
+    GROUP BY cid
+) AS r ON p.cid = r.cid
+WHERE length(arrayFilter(x -> x != p.author, r.repliers)) = 0
+GROUP BY p.unit
+"""
+
+
+def refresh_unanswered_gauge(
+    sink: ClickHouseSink, target_h: int, lookback_days: int, min_group_size: int, now_ms: int
+) -> None:
+    """Set ``teilhabe_unanswered_posts{unit}``: posts of the last ``lookback_days`` older than
+    ``target_h`` hours that nobody but their author has replied to (k-suppressed by authors).
+
+    Exact and restart-proof because it reads the facts; cheap enough to run every minute.
+    """
+    rows = sink.client.query(
+        UNANSWERED_SQL.replace("{db}", sink.database),
+        parameters={
+            "since": now_ms - lookback_days * 86_400_000,
+            "until": now_ms - target_h * 3_600_000,
+        },
+    ).result_rows
+    gauge = sink.metrics.unanswered_posts
+    gauge.clear()
+    for unit, posts, authors in rows:
+        if int(authors) >= min_group_size:
+            gauge.labels(str(unit)).set(int(posts))
+
+
 class DirectorySync:
     """Mirrors the directory (pseudonym -> unit, attributes) into ``directory_people``, the
     denominator of ``daily_active_by_unit.adoption_rate``; writes only what changed."""

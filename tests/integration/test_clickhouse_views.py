@@ -118,3 +118,49 @@ def test_baseline_ratio_gauge_shows_a_drop_in_one_unit_only(sink: Any) -> None:
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "A"}) == 0.5
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "B"}) == 1.0
     assert reg.get_sample_value("teilhabe_engagement_baseline_events", {"unit": "A"}) == 10
+
+
+def test_unanswered_posts_gauge(sink: Any) -> None:
+    """Posts older than the target without a reply by someone else, per unit, k-suppressed."""
+    import time
+
+    from pipeline.sink import refresh_unanswered_gauge
+
+    s, _ = sink
+    now = int(time.time() * 1000)
+    hour = 3_600_000
+
+    def fact(eid: str, etype: str, ts: int, actor: str, unit: str, root: str) -> Any:
+        ev = {
+            "event_id": eid,
+            "event_type": etype,
+            "ts": ts,
+            "actor_id": actor,
+            "actor_unit": unit,
+            "space_id": None,
+            "platform": None,
+            "target_actor_id": None,
+            "target_unit": None,
+            "content_id": eid,
+            "parent_content_id": root,
+            "root_content_id": root,
+            "idea_status": None,
+        }
+        return event_row(ev, late=False)
+
+    rows = []
+    for i in range(6):  # unit A: 6 authors, each with one old post
+        rows.append(fact(f"a{i}", "post_created", now - 30 * hour, f"pa{i}", "A", f"a{i}"))
+    rows.append(fact("r0", "reply_created", now - 29 * hour, "pb0", "B", "a0"))  # answered
+    rows.append(fact("r1", "reply_created", now - 29 * hour, "pa1", "A", "a1"))  # self only
+    rows.append(fact("y", "post_created", now - 2 * hour, "pa0", "A", "y"))  # too young
+    rows.append(fact("o", "post_created", now - 20 * 24 * hour, "pa0", "A", "o"))  # too old
+    for i in range(2):  # unit B: 2 authors, below k = 5
+        rows.append(fact(f"b{i}", "post_created", now - 30 * hour, f"pb{i}", "B", f"b{i}"))
+    s.flush(rows, [], {})
+    refresh_unanswered_gauge(s, target_h=24, lookback_days=14, min_group_size=5, now_ms=now)
+    reg = s.metrics.registry
+    assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "A"}) == 5
+    assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "B"}) is None
+    refresh_unanswered_gauge(s, target_h=24, lookback_days=14, min_group_size=1, now_ms=now)
+    assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "B"}) == 2
