@@ -162,6 +162,7 @@ def migrate(client: Client, settings: Settings, migrations_dir: Path | None = No
             "min_group_size": settings.min_group_size,
             "response_target_h": settings.response_target_h,
             "heavy_contributions": settings.heavy_contributions,
+            "boundary_spanner_units": settings.boundary_spanner_units,
         }
         client.insert(
             f"`{db}`.config",

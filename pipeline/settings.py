@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     unanswered_lookback_days: int = Field(
         14, ge=1, description="teilhabe_unanswered_posts counts posts of this many days back."
     )
+    boundary_spanner_units: int = Field(
+        3,
+        ge=1,
+        description="People who interacted with at least this many other units in a "
+        "day are boundary spanners (daily_boundary_spanners).",
+    )
     heavy_contributions: int = Field(
         5,
         ge=1,

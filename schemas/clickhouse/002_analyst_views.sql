@@ -73,12 +73,13 @@ WHERE people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.con
 -- Unit u: internal = interactions with both sides in u, external = with exactly one side in u
 -- (sent to or received from another unit). Org: internal = inside a unit, external = across.
 -- ei_index = (external - internal) / (external + internal), NULL when there is no tie (an active
--- unit without interactions). The group of a unit: its active people that day; of '*':
+-- unit without interactions); cross_silo_share = external / (external + internal). The group of a unit: its active people that day; of '*':
 -- everyone active that day.
 CREATE OR REPLACE VIEW {db}.daily_ei_index AS
 SELECT a.day AS day, a.unit AS unit, t.internal AS internal, t.external AS external,
        if(t.internal + t.external = 0, NULL,
-          (toInt64(t.external) - toInt64(t.internal)) / (t.internal + t.external)) AS ei_index
+          (toInt64(t.external) - toInt64(t.internal)) / (t.internal + t.external)) AS ei_index,
+       if(t.internal + t.external = 0, NULL, t.external / (t.internal + t.external)) AS cross_silo_share
 FROM
 (
     SELECT day, actor_unit AS unit, uniqExact(actor_id) AS people
@@ -185,3 +186,103 @@ LEFT JOIN
 ) AS p ON c.day = p.target_day AND c.unit = p.unit
 WHERE c.people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size')
   AND c.day - 28 >= (SELECT min(day) FROM {db}.events FINAL);
+
+-- DAU / WAU / MAU and stickiness per unit and day: distinct active people that day, in the 7
+-- and in the 28 days ending that day; stickiness = DAU / MAU. Group: DAU.
+CREATE OR REPLACE VIEW {db}.daily_stickiness AS
+SELECT d AS day, unit, dau, wau, mau, dau / mau AS stickiness
+FROM
+(
+    SELECT active_day + n AS d, unit,
+           uniqExactIf(actor_id, n = 0) AS dau,
+           uniqExactIf(actor_id, n < 7) AS wau,
+           uniqExact(actor_id) AS mau
+    FROM
+    (
+        SELECT DISTINCT day AS active_day, actor_unit AS unit, actor_id FROM {db}.events FINAL
+    )
+    ARRAY JOIN range(28) AS n
+    GROUP BY d, unit
+)
+WHERE dau >= greatest(1, (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size'));
+
+-- Boundary spanners per unit and day (DESIGN.md): people who interacted (sent or received)
+-- with people of at least config 'boundary_spanner_units' (TEILHABE_BOUNDARY_SPANNER_UNITS,
+-- default 3) other units that day; 'unknown' is not a unit. Group: the unit's active people.
+CREATE OR REPLACE VIEW {db}.daily_boundary_spanners AS
+SELECT a.day AS day, a.unit AS unit, a.active_users AS active_users,
+       ifNull(b.spanners, 0) AS boundary_spanners
+FROM
+(
+    SELECT day, actor_unit AS unit, uniqExact(actor_id) AS active_users
+    FROM {db}.events FINAL GROUP BY day, unit
+) AS a
+LEFT JOIN
+(
+    SELECT day, unit, countIf(others >= (SELECT toUInt32OrDefault(any(value), toUInt32(3)) FROM {db}.config FINAL WHERE key = 'boundary_spanner_units')) AS spanners
+    FROM
+    (
+        SELECT day, unit, person, uniqExactIf(other, other != unit AND other != 'unknown') AS others
+        FROM
+        (
+            SELECT day, from_unit AS unit, actor_id AS person, to_unit AS other FROM {db}.interactions
+            UNION ALL
+            SELECT day, to_unit AS unit, target_id AS person, from_unit AS other FROM {db}.interactions
+        )
+        GROUP BY day, unit, person
+    )
+    GROUP BY day, unit
+) AS b ON a.day = b.day AND a.unit = b.unit
+WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Unit diversity of a space per day (Blau 1977): 1 - sum of p_i^2 over the units of the
+-- space's active people; normalised by its maximum (K - 1) / K, K = the units active in the
+-- whole org that day (NULL when K = 1). Group: the space's active people.
+CREATE OR REPLACE VIEW {db}.daily_space_diversity AS
+SELECT s.day AS day, s.space_id AS space_id, s.people AS people, s.units AS units, s.blau AS blau,
+       if(o.k > 1, s.blau / ((o.k - 1) / o.k), NULL) AS blau_normalised
+FROM
+(
+    SELECT day, space AS space_id, sum(n) AS people, count() AS units,
+           1 - sum(n * n) / (sum(n) * sum(n)) AS blau
+    FROM
+    (
+        SELECT day, assumeNotNull(space_id) AS space, actor_unit AS unit,
+               uniqExact(actor_id) AS n
+        FROM {db}.events FINAL WHERE isNotNull(events.space_id)
+        GROUP BY day, space, unit
+    )
+    GROUP BY day, space
+) AS s
+INNER JOIN
+(
+    SELECT day, uniqExact(actor_unit) AS k FROM {db}.events FINAL GROUP BY day
+) AS o ON s.day = o.day
+WHERE s.people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Participation inequality per unit and day over the contributions of the unit's active
+-- people (observers count 0): Gini coefficient, share of the contributions made by the top
+-- 10 % of people (at least one), and the CHAOSS contributor absence factor (the fewest people
+-- who together made at least half of the contributions). NULL without contributions.
+CREATE OR REPLACE VIEW {db}.daily_contribution_inequality AS
+SELECT day, unit, people, contributions,
+       if(contributions = 0, NULL,
+          2 * arraySum(arrayMap((x, i) -> x * i, asc, arrayEnumerate(asc))) / (people * contributions)
+          - (people + 1) / people) AS gini,
+       if(contributions = 0, NULL,
+          arraySum(arraySlice(arrayReverse(asc), 1, toUInt32(ceil(people / 10)))) / contributions) AS top10_share,
+       if(contributions = 0, NULL,
+          arrayFirstIndex(c -> 2 * c >= contributions, arrayCumSum(arrayReverse(asc)))) AS absence_factor
+FROM
+(
+    SELECT day, unit, count() AS people, sum(c) AS contributions, arraySort(groupArray(c)) AS asc
+    FROM
+    (
+        SELECT day, actor_unit AS unit, actor_id,
+               countIf(event_type IN ('post_created', 'reply_created', 'idea_submitted', 'idea_commented', 'share')) AS c
+        FROM {db}.events FINAL
+        GROUP BY day, unit, actor_id
+    )
+    GROUP BY day, unit
+)
+WHERE people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');

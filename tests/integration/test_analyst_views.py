@@ -76,6 +76,7 @@ def event(
     content: str | None = None,
     root: str | None = None,
     late: bool = False,
+    space: str | None = None,
 ) -> dict[str, Any]:
     """A fact as the pipeline writes it (ids already pseudonymised)."""
     return {
@@ -84,7 +85,7 @@ def event(
         "ts": ts,
         "actor_id": actor,
         "actor_unit": unit,
-        "space_id": None,
+        "space_id": space,
         "platform": None,
         "target_actor_id": target,
         "target_unit": target_unit,
@@ -199,6 +200,18 @@ def oracle_response(events: list[dict[str, Any]], k: int, target_h: int) -> set[
     return out
 
 
+def assert_same_response(got: set[Any], want: set[Any]) -> None:
+    """Equal rows, the median compared to the millisecond (float rounding differs)."""
+    g = {(d, u): rest for d, u, *rest in got}
+    w = {(d, u): rest for d, u, *rest in want}
+    assert g.keys() == w.keys()
+    for key, (posts, within, med) in w.items():
+        assert g[key][:2] == [posts, within], key
+        assert (g[key][2] is None) == (med is None), key
+        if med is not None:
+            assert abs(g[key][2] - med) < 0.002, key
+
+
 def oracle_pyramid(events: list[dict[str, Any]], k: int, heavy: int) -> set[Any]:
     made: Counter[tuple[date, str, str]] = Counter()
     for ev in events:
@@ -208,6 +221,86 @@ def oracle_pyramid(events: list[dict[str, Any]], k: int, heavy: int) -> set[Any]
     for (d, u, _), n in made.items():
         tiers[(d, u)]["o" if n == 0 else "h" if n >= heavy else "c"] += 1
     return {(d, u, t["o"], t["c"], t["h"]) for (d, u), t in tiers.items() if sum(t.values()) >= k}
+
+
+def oracle_stickiness(events: list[dict[str, Any]], k: int) -> set[Any]:
+    days: dict[tuple[date, str], set[str]] = active_people(events)
+    out = set()
+    for (d, u), dau in days.items():
+        if len(dau) < max(1, k):
+            continue
+        wau: set[str] = set()
+        mau: set[str] = set()
+        for (d2, u2), people in days.items():
+            if u2 == u and 0 <= (d - d2).days < 28:
+                mau |= people
+                if (d - d2).days < 7:
+                    wau |= people
+        out.add((d, u, len(dau), len(wau), len(mau), round(len(dau) / len(mau), 9)))
+    return out
+
+
+def oracle_spanners(events: list[dict[str, Any]], k: int, min_units: int) -> set[Any]:
+    others: dict[tuple[date, str, str], set[str]] = defaultdict(set)
+    for ev in filter(is_interaction, events):
+        d, a, b = day_of(ev), ev["actor_unit"], ev["target_unit"] or "unknown"
+        others[(d, a, ev["actor_id"])].add(b)
+        others[(d, b, ev["target_actor_id"])].add(a)
+    spanners: Counter[tuple[date, str]] = Counter()
+    for (d, u, _), units in others.items():
+        if len(units - {u, "unknown"}) >= min_units:
+            spanners[(d, u)] += 1
+    return {
+        (d, u, len(p), spanners[(d, u)])
+        for (d, u), p in active_people(events).items()
+        if len(p) >= k
+    }
+
+
+def oracle_diversity(events: list[dict[str, Any]], k: int) -> set[Any]:
+    by_space: dict[tuple[date, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    org_units: dict[date, set[str]] = defaultdict(set)
+    for ev in events:
+        org_units[day_of(ev)].add(ev["actor_unit"])
+        if ev["space_id"] is not None:
+            by_space[(day_of(ev), ev["space_id"])][ev["actor_unit"]].add(ev["actor_id"])
+    out = set()
+    for (d, space), units in by_space.items():
+        sizes = [len(p) for p in units.values()]
+        n = sum(sizes)
+        if n < k:
+            continue
+        blau = 1 - sum((x / n) ** 2 for x in sizes)
+        kk = len(org_units[d])
+        norm = round(blau / ((kk - 1) / kk), 9) if kk > 1 else None
+        out.add((d, space, n, len(sizes), round(blau, 9), norm))
+    return out
+
+
+def oracle_inequality(events: list[dict[str, Any]], k: int) -> set[Any]:
+    made: dict[tuple[date, str], Counter[str]] = defaultdict(Counter)
+    for ev in events:
+        made[(day_of(ev), ev["actor_unit"])][ev["actor_id"]] += ev["event_type"] in CONTRIBUTIONS
+    out = set()
+    for (d, u), per_person in made.items():
+        xs = sorted(per_person.values())
+        n, total = len(xs), sum(xs)
+        if n < k:
+            continue
+        if total == 0:
+            out.add((d, u, n, 0, None, None, None))
+            continue
+        # Gini as the mean absolute difference over all pairs / (2 * mean)
+        gini = sum(abs(a - b) for a in xs for b in xs) / (2 * n * n * (total / n))
+        top = sum(sorted(xs, reverse=True)[: -(-n // 10)]) / total
+        running, absence = 0, 0
+        for x in sorted(xs, reverse=True):
+            running += x
+            absence += 1
+            if 2 * running >= total:
+                break
+        out.add((d, u, n, total, round(gini, 9), round(top, 9), absence))
+    return out
 
 
 # --- what ClickHouse says ------------------------------------------------------------------
@@ -224,7 +317,10 @@ def views(client: Any) -> dict[str, set[Any]]:
     return {
         "active": rows(client, "SELECT * FROM teilhabe.daily_active_by_unit"),
         "matrix": rows(client, "SELECT * FROM teilhabe.daily_silo_matrix"),
-        "ei": rows(client, "SELECT * FROM teilhabe.daily_ei_index"),
+        "ei": rows(
+            client,
+            "SELECT day, unit, internal, external, ei_index FROM teilhabe.daily_ei_index",
+        ),
         "response": rows(
             client,
             "SELECT day, unit, posts, answered_within_target, "
@@ -232,23 +328,27 @@ def views(client: Any) -> dict[str, set[Any]]:
             "FROM teilhabe.daily_response",
         ),
         "pyramid": rows(client, "SELECT * FROM teilhabe.participation_pyramid"),
+        "stickiness": rows(client, "SELECT * FROM teilhabe.daily_stickiness"),
+        "spanners": rows(client, "SELECT * FROM teilhabe.daily_boundary_spanners"),
+        "diversity": rows(client, "SELECT * FROM teilhabe.daily_space_diversity"),
+        "inequality": rows(client, "SELECT * FROM teilhabe.daily_contribution_inequality"),
     }
 
 
 @st.composite
 def organisations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Random facts over two days: 3 units, up to 14 people (some unknown to the directory),
+    """Random facts over nine days: 4 units, up to 14 people (some unknown to the directory),
     posts and replies to them (before or after, by anyone), other interactions, views,
     duplicates and late copies, in any order."""
     rng = random.Random(draw(st.integers(0, 2**32)))
     n_people = draw(st.integers(2, 14))
-    people = {f"{i:032x}": rng.choice(["A", "B", "C"]) for i in range(n_people)}
+    people = {f"{i:032x}": rng.choice(["A", "B", "C", "D"]) for i in range(n_people)}
     directory = {p: u for p, u in people.items() if rng.random() < 0.85}
     events: list[dict[str, Any]] = []
     posts: list[dict[str, Any]] = []
     for i in range(draw(st.integers(0, 70))):
         actor = rng.choice(list(people))
-        ts = int(DAY0.timestamp() * 1000) + rng.randrange(2 * 24 * HOUR_MS)
+        ts = int(DAY0.timestamp() * 1000) + rng.randrange(9 * 24 * HOUR_MS)
         etype = rng.choice(TYPES)
         target = rng.choice(list(people)) if etype in INTERACTIONS else None
         root = None
@@ -266,6 +366,7 @@ def organisations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, str]
             content=f"c{i}" if etype in ("post_created", "reply_created") else None,
             root=f"c{i}" if etype == "post_created" else root,
             late=rng.random() < 0.1,
+            space=rng.choice(["s1", "s2", None]),
         )
         events.append(ev)
         if etype == "post_created":
@@ -285,15 +386,26 @@ def test_views_equal_their_oracles(
     ch: Any, org: tuple[list[dict[str, Any]], dict[str, str]], k: int, heavy: int, target_h: int
 ) -> None:
     events, directory = org
-    set_config(ch, min_group_size=k, heavy_contributions=heavy, response_target_h=target_h)
+    spanner_units = 1 + heavy  # 2 or 3 other units
+    set_config(
+        ch,
+        min_group_size=k,
+        heavy_contributions=heavy,
+        response_target_h=target_h,
+        boundary_spanner_units=spanner_units,
+    )
     load(ch, events, directory)
     facts = unique(events)
     got = views(ch)
     assert got["active"] == oracle_active(facts, directory, k)
     assert got["matrix"] == oracle_matrix(facts, k)
     assert got["ei"] == oracle_ei(facts, k)
-    assert got["response"] == oracle_response(facts, k, target_h)
+    assert_same_response(got["response"], oracle_response(facts, k, target_h))
     assert got["pyramid"] == oracle_pyramid(facts, k, heavy)
+    assert got["stickiness"] == oracle_stickiness(facts, k)
+    assert got["spanners"] == oracle_spanners(facts, k, spanner_units)
+    assert got["diversity"] == oracle_diversity(facts, k)
+    assert got["inequality"] == oracle_inequality(facts, k)
 
 
 def ties(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
@@ -305,7 +417,9 @@ def ties(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
 def ei_rows(client: Any) -> dict[str, tuple[int, int, float | None]]:
     return {
         u: (i, e, None if x is None else round(x, 9))
-        for _, u, i, e, x in client.query("SELECT * FROM teilhabe.daily_ei_index").result_rows
+        for _, u, i, e, x in client.query(
+            "SELECT day, unit, internal, external, ei_index FROM teilhabe.daily_ei_index"
+        ).result_rows
     }
 
 
@@ -323,6 +437,10 @@ def test_ei_index_hand_checked_example(ch: Any) -> None:
         "B": (3, 1, -0.5),
         "*": (5, 1, round(-2 / 3, 9)),
     }
+    shares = dict(
+        ch.query("SELECT unit, cross_silo_share FROM teilhabe.daily_ei_index").result_rows
+    )
+    assert shares == pytest.approx({"A": 1 / 3, "B": 1 / 4, "*": 1 / 6})
 
 
 def test_ei_index_edge_cases(ch: Any) -> None:
@@ -349,7 +467,16 @@ def test_every_view_suppresses_groups_below_k(ch: Any) -> None:
         for i in range(n):
             me, peer = f"{unit}{i}", f"{unit}{(i + 1) % n}"
             facts.append(
-                event(f"{me}p", "post_created", t0 + i, me, unit, content=f"{me}c", root=f"{me}c")
+                event(
+                    f"{me}p",
+                    "post_created",
+                    t0 + i,
+                    me,
+                    unit,
+                    content=f"{me}c",
+                    root=f"{me}c",
+                    space=unit,  # the space of unit S has S's 4 people (diversity's group)
+                )
             )
             facts.append(
                 event(
