@@ -194,6 +194,10 @@ def main() -> None:
         while time.monotonic() < end:
             time.sleep(1)
             now = time.monotonic()
+            if worker.poll() is not None:
+                tail = (stack.log_dir / f"worker-{len(stack.workers) - 1}.log").read_text()
+                print(f"worker exited on its own (code {worker.returncode}):\n{tail[-2000:]}")
+                sys.exit(2)
             if not rss_60 and now - worker_started >= 60:
                 rss_60 = rss_kb(worker.pid)
             if now >= next_sample:
