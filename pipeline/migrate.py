@@ -158,15 +158,16 @@ def migrate(client: Client, settings: Settings, migrations_dir: Path | None = No
         )
         applied.append(mig.name)
     if client.command(f"EXISTS TABLE `{db}`.config") == 1:
-        values = {
+        values: dict[str, int | float] = {
             "min_group_size": settings.min_group_size,
             "response_target_h": settings.response_target_h,
             "heavy_contributions": settings.heavy_contributions,
             "boundary_spanner_units": settings.boundary_spanner_units,
+            "persona_ratio": settings.persona_ratio,
         }
         client.insert(
             f"`{db}`.config",
-            [(key, str(int(value))) for key, value in values.items()],
+            [(key, str(value)) for key, value in values.items()],
             column_names=("key", "value"),
         )
     return applied

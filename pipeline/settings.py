@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         description="People who interacted with at least this many other units in a "
         "day are boundary spanners (daily_boundary_spanners).",
     )
+    persona_ratio: float = Field(
+        2.0,
+        ge=1.01,
+        description="Ratio band of the personas (persona_28d): made >= r x "
+        "received = responder/broadcaster, received >= r x made = catalyst, else engager.",
+    )
     heavy_contributions: int = Field(
         5,
         ge=1,

@@ -286,3 +286,49 @@ FROM
     GROUP BY day, unit
 )
 WHERE people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Behavioural personas over the 28 days ending on each day, after SWOOP Analytics: made =
+-- posts + replies + reactions given, received = replies + reactions received from others.
+-- Observer: active, made nothing. With r = config 'persona_ratio' (TEILHABE_PERSONA_RATIO,
+-- default 2; SWOOP publishes no cut-off): catalyst = received >= r * made; responder /
+-- broadcaster = made >= r * received, mostly replies and reactions / mostly original posts;
+-- engager = in between (made and received in balance). Counted per unit of the person's own
+-- events; group: the unit's people active in those 28 days.
+CREATE OR REPLACE VIEW {db}.persona_28d AS
+SELECT d AS day, unit,
+       countIf(made = 0) AS observers,
+       countIf(made > 0 AND received < r * made AND made < r * received) AS engagers,
+       countIf(made > 0 AND received >= r * made) AS catalysts,
+       countIf(made > 0 AND received < r * made AND made >= r * received AND posts * 2 <= made) AS responders,
+       countIf(made > 0 AND received < r * made AND made >= r * received AND posts * 2 > made) AS broadcasters
+FROM
+(
+    SELECT d, person, anyIf(unit_d, active_d = 1) AS unit, sum(posts_d) AS posts,
+           sum(made_d) AS made, sum(received_d) AS received,
+           (SELECT toFloat64OrDefault(any(value), toFloat64(2)) FROM {db}.config FINAL WHERE key = 'persona_ratio') AS r
+    FROM
+    (
+        SELECT day + n AS d, person, unit_d, posts_d, made_d, received_d, active_d
+        FROM
+        (
+            SELECT day, actor_id AS person, actor_unit AS unit_d,
+                   countIf(event_type = 'post_created') AS posts_d,
+                   countIf(event_type IN ('post_created', 'reply_created', 'reaction_added')) AS made_d,
+                   0 AS received_d, 1 AS active_d
+            FROM {db}.events FINAL GROUP BY day, person, unit_d
+            UNION ALL
+            SELECT day, assumeNotNull(target_actor_id) AS person, '' AS unit_d, 0 AS posts_d,
+                   0 AS made_d, count() AS received_d, 0 AS active_d
+            FROM {db}.events FINAL
+            WHERE event_type IN ('reply_created', 'reaction_added')
+              AND target_actor_id IS NOT NULL AND target_actor_id != actor_id
+            GROUP BY day, person
+        )
+        ARRAY JOIN range(28) AS n
+    )
+    WHERE d <= (SELECT max(day) FROM {db}.events FINAL)
+    GROUP BY d, person
+    HAVING max(active_d) = 1
+)
+GROUP BY d, unit
+HAVING count() >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');

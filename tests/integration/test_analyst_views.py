@@ -200,6 +200,61 @@ def oracle_response(events: list[dict[str, Any]], k: int, target_h: int) -> set[
     return out
 
 
+def oracle_personas(events: list[dict[str, Any]], k: int, r: float) -> set[Any]:
+    if not events:
+        return set()
+    days = sorted({day_of(ev) for ev in events})
+    out = set()
+    d = days[0]
+    while d <= days[-1]:
+        window = [ev for ev in events if 0 <= (d - day_of(ev)).days < 28]
+        made: Counter[str] = Counter()
+        posts: Counter[str] = Counter()
+        received: Counter[str] = Counter()
+        unit: dict[str, str] = {}
+        for ev in window:
+            unit[ev["actor_id"]] = ev["actor_unit"]
+            made[ev["actor_id"]] += ev["event_type"] in (
+                "post_created",
+                "reply_created",
+                "reaction_added",
+            )
+            posts[ev["actor_id"]] += ev["event_type"] == "post_created"
+            if (
+                ev["event_type"] in ("reply_created", "reaction_added")
+                and ev["target_actor_id"] is not None
+                and ev["target_actor_id"] != ev["actor_id"]
+            ):
+                received[ev["target_actor_id"]] += 1
+        tiers: dict[str, Counter[str]] = defaultdict(Counter)
+        for person, u in unit.items():
+            m, rec = made[person], received[person]
+            if m == 0:
+                tier = "observer"
+            elif rec >= r * m:
+                tier = "catalyst"
+            elif m >= r * rec:
+                tier = "broadcaster" if posts[person] * 2 > m else "responder"
+            else:
+                tier = "engager"
+            tiers[u][tier] += 1
+        for u, t in tiers.items():
+            if sum(t.values()) >= k:
+                out.add(
+                    (
+                        d,
+                        u,
+                        t["observer"],
+                        t["engager"],
+                        t["catalyst"],
+                        t["responder"],
+                        t["broadcaster"],
+                    )
+                )
+        d = date.fromordinal(d.toordinal() + 1)
+    return out
+
+
 def assert_same_response(got: set[Any], want: set[Any]) -> None:
     """Equal rows, the median compared to the millisecond (float rounding differs)."""
     g = {(d, u): rest for d, u, *rest in got}
@@ -332,6 +387,7 @@ def views(client: Any) -> dict[str, set[Any]]:
         "spanners": rows(client, "SELECT * FROM teilhabe.daily_boundary_spanners"),
         "diversity": rows(client, "SELECT * FROM teilhabe.daily_space_diversity"),
         "inequality": rows(client, "SELECT * FROM teilhabe.daily_contribution_inequality"),
+        "personas": rows(client, "SELECT * FROM teilhabe.persona_28d"),
     }
 
 
@@ -387,6 +443,7 @@ def test_views_equal_their_oracles(
 ) -> None:
     events, directory = org
     spanner_units = 1 + heavy  # 2 or 3 other units
+    ratio = 1.5 if heavy == 1 else 2.0
     set_config(
         ch,
         min_group_size=k,
@@ -394,6 +451,7 @@ def test_views_equal_their_oracles(
         response_target_h=target_h,
         boundary_spanner_units=spanner_units,
     )
+    ch.insert("teilhabe.config", [("persona_ratio", str(ratio))], column_names=("key", "value"))
     load(ch, events, directory)
     facts = unique(events)
     got = views(ch)
@@ -406,6 +464,7 @@ def test_views_equal_their_oracles(
     assert got["spanners"] == oracle_spanners(facts, k, spanner_units)
     assert got["diversity"] == oracle_diversity(facts, k)
     assert got["inequality"] == oracle_inequality(facts, k)
+    assert got["personas"] == oracle_personas(facts, k, ratio)
 
 
 def ties(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
