@@ -332,3 +332,48 @@ FROM
 )
 GROUP BY d, unit
 HAVING count() >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Growth and retention per unit and day (CHAOSS): active people; new members (a
+-- member_joined that day); first-time contributors (their first contribution in the facts
+-- was that day; unit of that contribution); returning users (active that day and on any of
+-- the 28 days before). Group: the unit's active people.
+CREATE OR REPLACE VIEW {db}.daily_growth AS
+SELECT a.day AS day, a.unit AS unit, a.active_users AS active_users,
+       j.n AS new_members, f.n AS first_time_contributors, r.n AS returning_users
+FROM
+(
+    SELECT day, actor_unit AS unit, uniqExact(actor_id) AS active_users
+    FROM {db}.events FINAL GROUP BY day, unit
+) AS a
+LEFT JOIN
+(
+    SELECT day, actor_unit AS unit, uniqExact(actor_id) AS n
+    FROM {db}.events FINAL WHERE event_type = 'member_joined' GROUP BY day, unit
+) AS j ON a.day = j.day AND a.unit = j.unit
+LEFT JOIN
+(
+    SELECT first_day AS day, first_unit AS unit, count() AS n
+    FROM
+    (
+        SELECT actor_id, min(day) AS first_day, argMin(actor_unit, (ts_ms, event_id)) AS first_unit
+        FROM {db}.events FINAL
+        WHERE event_type IN ('post_created', 'reply_created', 'idea_submitted', 'idea_commented', 'share')
+        GROUP BY actor_id
+    )
+    GROUP BY day, unit
+) AS f ON a.day = f.day AND a.unit = f.unit
+LEFT JOIN
+(
+    SELECT t.day AS day, t.unit AS unit, uniqExact(t.actor_id) AS n
+    FROM
+    (
+        SELECT DISTINCT day, actor_unit AS unit, actor_id FROM {db}.events FINAL
+    ) AS t
+    INNER JOIN
+    (
+        SELECT DISTINCT day AS prev_day, actor_id FROM {db}.events FINAL
+    ) AS p ON t.actor_id = p.actor_id
+    WHERE p.prev_day < t.day AND p.prev_day >= t.day - 28
+    GROUP BY t.day, t.unit
+) AS r ON a.day = r.day AND a.unit = r.unit
+WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');

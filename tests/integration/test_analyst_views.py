@@ -27,7 +27,15 @@ DAY0 = datetime(2026, 3, 2, tzinfo=UTC)
 HOUR_MS = 3_600_000
 INTERACTIONS = {"reply_created", "reaction_added", "mention", "share"}
 CONTRIBUTIONS = {"post_created", "reply_created", "idea_submitted", "idea_commented", "share"}
-TYPES = ["post_created", "reply_created", "reaction_added", "mention", "share", "view"]
+TYPES = [
+    "post_created",
+    "reply_created",
+    "reaction_added",
+    "mention",
+    "share",
+    "view",
+    "member_joined",
+]
 
 
 @pytest.fixture(scope="module")
@@ -255,6 +263,32 @@ def oracle_personas(events: list[dict[str, Any]], k: int, r: float) -> set[Any]:
     return out
 
 
+def oracle_growth(events: list[dict[str, Any]], k: int) -> set[Any]:
+    joined: dict[tuple[date, str], set[str]] = defaultdict(set)
+    first: dict[
+        str, tuple[int, str, str]
+    ] = {}  # person -> (ts, event_id, unit) of 1st contribution
+    days_of: dict[str, set[date]] = defaultdict(set)
+    for ev in events:
+        days_of[ev["actor_id"]].add(day_of(ev))
+        if ev["event_type"] == "member_joined":
+            joined[(day_of(ev), ev["actor_unit"])].add(ev["actor_id"])
+        if ev["event_type"] in CONTRIBUTIONS:
+            key = (ev["ts"], ev["event_id"], ev["actor_unit"])
+            if ev["actor_id"] not in first or key < first[ev["actor_id"]]:
+                first[ev["actor_id"]] = key
+    firsts = Counter(
+        (datetime.fromtimestamp(ts / 1000, tz=UTC).date(), unit) for ts, _, unit in first.values()
+    )
+    out = set()
+    for (d, u), people in active_people(events).items():
+        if len(people) < k:
+            continue
+        returning = sum(1 for p in people if any(0 < (d - x).days <= 28 for x in days_of[p]))
+        out.add((d, u, len(people), len(joined[(d, u)]), firsts[(d, u)], returning))
+    return out
+
+
 def assert_same_response(got: set[Any], want: set[Any]) -> None:
     """Equal rows, the median compared to the millisecond (float rounding differs)."""
     g = {(d, u): rest for d, u, *rest in got}
@@ -388,6 +422,7 @@ def views(client: Any) -> dict[str, set[Any]]:
         "diversity": rows(client, "SELECT * FROM teilhabe.daily_space_diversity"),
         "inequality": rows(client, "SELECT * FROM teilhabe.daily_contribution_inequality"),
         "personas": rows(client, "SELECT * FROM teilhabe.persona_28d"),
+        "growth": rows(client, "SELECT * FROM teilhabe.daily_growth"),
     }
 
 
@@ -465,6 +500,7 @@ def test_views_equal_their_oracles(
     assert got["diversity"] == oracle_diversity(facts, k)
     assert got["inequality"] == oracle_inequality(facts, k)
     assert got["personas"] == oracle_personas(facts, k, ratio)
+    assert got["growth"] == oracle_growth(facts, k)
 
 
 def ties(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
