@@ -377,3 +377,64 @@ LEFT JOIN
     GROUP BY t.day, t.unit
 ) AS r ON a.day = r.day AND a.unit = r.unit
 WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Ideation per day and unit of the ideas' authors: ideas submitted; votes and comments on the
+-- unit's ideas (by the idea's author unit, i.e. the target) and from how many other units they
+-- came. Group: the unit's people among the day's idea authors and the authors voted or
+-- commented on.
+CREATE OR REPLACE VIEW {db}.daily_ideation AS
+SELECT day, unit, ideas, votes, comments, voting_units, commenting_units
+FROM
+(
+    SELECT day, unit,
+           countIf(kind = 'idea_submitted') AS ideas,
+           countIf(kind = 'idea_voted') AS votes,
+           countIf(kind = 'idea_commented') AS comments,
+           uniqExactIf(other_unit, kind = 'idea_voted' AND other_unit != unit) AS voting_units,
+           uniqExactIf(other_unit, kind = 'idea_commented' AND other_unit != unit) AS commenting_units,
+           uniqExact(person) AS people
+    FROM
+    (
+        SELECT day, actor_unit AS unit, event_type AS kind, actor_id AS person, '' AS other_unit
+        FROM {db}.events FINAL WHERE event_type = 'idea_submitted'
+        UNION ALL
+        SELECT day, ifNull(target_unit, 'unknown') AS unit, event_type AS kind,
+               assumeNotNull(target_actor_id) AS person, actor_unit AS other_unit
+        FROM {db}.events FINAL
+        WHERE event_type IN ('idea_voted', 'idea_commented') AND target_actor_id IS NOT NULL
+    )
+    GROUP BY day, unit
+)
+WHERE people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Idea status funnel per day of submission and unit of the author: ideas submitted, and how
+-- many of them ever reached each status (idea_status_changed on the idea's content_id), with
+-- the median days from submission to the first decision (accepted or rejected). Group: the
+-- distinct authors.
+CREATE OR REPLACE VIEW {db}.idea_funnel AS
+SELECT day, unit, submitted, in_review, accepted, rejected, implemented, median_days_to_decision
+FROM
+(
+    SELECT i.day AS day, i.unit AS unit, count() AS submitted,
+           countIf(has(s.statuses, 'in_review')) AS in_review,
+           countIf(has(s.statuses, 'accepted')) AS accepted,
+           countIf(has(s.statuses, 'rejected')) AS rejected,
+           countIf(has(s.statuses, 'implemented')) AS implemented,
+           quantileExactInclusiveIf(0.5)((s.decided_ms - i.ts_ms) / 86400000, s.decided_ms > 0) AS median_days_to_decision,
+           uniqExact(i.author) AS authors
+    FROM
+    (
+        SELECT day, actor_unit AS unit, actor_id AS author, assumeNotNull(content_id) AS iid, ts_ms
+        FROM {db}.events FINAL WHERE event_type = 'idea_submitted' AND content_id IS NOT NULL
+    ) AS i
+    LEFT JOIN
+    (
+        SELECT assumeNotNull(content_id) AS iid, groupUniqArray(assumeNotNull(idea_status)) AS statuses,
+               minIf(ts_ms, idea_status IN ('accepted', 'rejected')) AS decided_ms
+        FROM {db}.events FINAL
+        WHERE event_type = 'idea_status_changed' AND content_id IS NOT NULL AND idea_status IS NOT NULL
+        GROUP BY iid
+    ) AS s ON i.iid = s.iid
+    GROUP BY day, unit
+)
+WHERE authors >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');

@@ -35,7 +35,12 @@ TYPES = [
     "share",
     "view",
     "member_joined",
+    "idea_submitted",
+    "idea_voted",
+    "idea_commented",
+    "idea_status_changed",
 ]
+STATUSES = ["in_review", "accepted", "rejected", "implemented"]
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +90,7 @@ def event(
     root: str | None = None,
     late: bool = False,
     space: str | None = None,
+    status: str | None = None,
 ) -> dict[str, Any]:
     """A fact as the pipeline writes it (ids already pseudonymised)."""
     return {
@@ -100,7 +106,7 @@ def event(
         "content_id": content,
         "parent_content_id": root,
         "root_content_id": root,
-        "idea_status": None,
+        "idea_status": status,
         "late": late,
     }
 
@@ -289,6 +295,56 @@ def oracle_growth(events: list[dict[str, Any]], k: int) -> set[Any]:
     return out
 
 
+def oracle_ideation(events: list[dict[str, Any]], k: int) -> set[Any]:
+    rows: dict[tuple[date, str], dict[str, Any]] = defaultdict(
+        lambda: {"i": 0, "v": 0, "c": 0, "vu": set(), "cu": set(), "people": set()}
+    )
+    for ev in events:
+        d, kind = day_of(ev), ev["event_type"]
+        if kind == "idea_submitted":
+            r = rows[(d, ev["actor_unit"])]
+            r["i"] += 1
+            r["people"].add(ev["actor_id"])
+        elif kind in ("idea_voted", "idea_commented") and ev["target_actor_id"] is not None:
+            unit = ev["target_unit"] or "unknown"
+            r = rows[(d, unit)]
+            r["people"].add(ev["target_actor_id"])
+            r["v" if kind == "idea_voted" else "c"] += 1
+            if ev["actor_unit"] != unit:
+                r["vu" if kind == "idea_voted" else "cu"].add(ev["actor_unit"])
+    return {
+        (d, u, r["i"], r["v"], r["c"], len(r["vu"]), len(r["cu"]))
+        for (d, u), r in rows.items()
+        if len(r["people"]) >= k
+    }
+
+
+def oracle_funnel(events: list[dict[str, Any]], k: int) -> dict[tuple[date, str], list[Any]]:
+    statuses: dict[str, set[str]] = defaultdict(set)
+    decided: dict[str, int] = {}
+    for ev in events:
+        if ev["event_type"] == "idea_status_changed" and ev["idea_status"]:
+            statuses[ev["content_id"]].add(ev["idea_status"])
+            if ev["idea_status"] in ("accepted", "rejected"):
+                decided[ev["content_id"]] = min(ev["ts"], decided.get(ev["content_id"], ev["ts"]))
+    groups: dict[tuple[date, str], list[dict[str, Any]]] = defaultdict(list)
+    for ev in events:
+        if ev["event_type"] == "idea_submitted":
+            groups[(day_of(ev), ev["actor_unit"])].append(ev)
+    out = {}
+    for key, ideas in groups.items():
+        if len({i["actor_id"] for i in ideas}) < k:
+            continue
+        counts = [sum(1 for i in ideas if st in statuses[i["content_id"]]) for st in STATUSES]
+        delays = [
+            (decided[i["content_id"]] - i["ts"]) / 86_400_000
+            for i in ideas
+            if i["content_id"] in decided
+        ]
+        out[key] = [len(ideas), *counts, median(delays) if delays else None]
+    return out
+
+
 def assert_same_response(got: set[Any], want: set[Any]) -> None:
     """Equal rows, the median compared to the millisecond (float rounding differs)."""
     g = {(d, u): rest for d, u, *rest in got}
@@ -423,6 +479,13 @@ def views(client: Any) -> dict[str, set[Any]]:
         "inequality": rows(client, "SELECT * FROM teilhabe.daily_contribution_inequality"),
         "personas": rows(client, "SELECT * FROM teilhabe.persona_28d"),
         "growth": rows(client, "SELECT * FROM teilhabe.daily_growth"),
+        "ideation": rows(client, "SELECT * FROM teilhabe.daily_ideation"),
+        "funnel": rows(
+            client,
+            "SELECT day, unit, submitted, in_review, accepted, rejected, implemented, "
+            "if(isNaN(median_days_to_decision), NULL, median_days_to_decision) "
+            "FROM teilhabe.idea_funnel",
+        ),
     }
 
 
@@ -446,6 +509,46 @@ def organisations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, str]
         if etype == "reply_created" and posts:
             post = rng.choice(posts)
             root, target = post["content_id"], post["actor_id"]
+        ideas = [ev for ev in events if ev["event_type"] == "idea_submitted"]
+        if etype in ("idea_voted", "idea_commented", "idea_status_changed"):
+            if not ideas:
+                etype = "idea_submitted"
+            else:
+                idea = rng.choice(ideas)
+                if etype == "idea_status_changed":
+                    events.append(
+                        event(
+                            f"e{i}",
+                            etype,
+                            ts,
+                            actor,
+                            people[actor],
+                            content=idea["content_id"],
+                            root=idea["content_id"],
+                            status=rng.choice(STATUSES),
+                        )
+                    )
+                    continue
+                author = idea["actor_id"]
+                events.append(
+                    event(
+                        f"e{i}",
+                        etype,
+                        ts,
+                        actor,
+                        people[actor],
+                        author,
+                        people[author] if author in directory else "unknown",
+                        content=idea["content_id"] if etype == "idea_voted" else f"c{i}",
+                        root=idea["content_id"],
+                    )
+                )
+                continue
+        if etype == "idea_submitted":
+            events.append(
+                event(f"e{i}", etype, ts, actor, people[actor], content=f"i{i}", root=f"i{i}")
+            )
+            continue
         ev = event(
             f"e{i}",
             etype,
@@ -501,6 +604,15 @@ def test_views_equal_their_oracles(
     assert got["inequality"] == oracle_inequality(facts, k)
     assert got["personas"] == oracle_personas(facts, k, ratio)
     assert got["growth"] == oracle_growth(facts, k)
+    assert got["ideation"] == oracle_ideation(facts, k)
+    funnel = {(d, u): list(rest) for d, u, *rest in got["funnel"]}
+    want = oracle_funnel(facts, k)
+    assert funnel.keys() == want.keys()
+    for key, (*counts, med) in want.items():
+        assert funnel[key][:5] == counts, key
+        assert (funnel[key][5] is None) == (med is None), key
+        if med is not None:
+            assert abs(funnel[key][5] - med) < 1e-6, key
 
 
 def ties(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
@@ -584,6 +696,17 @@ def test_every_view_suppresses_groups_below_k(ch: Any) -> None:
                     unit,
                     content=f"{me}r",
                     root=f"{me}c",
+                )
+            )
+            facts.append(
+                event(
+                    f"{me}i",
+                    "idea_submitted",
+                    t0 + 2 * i,
+                    me,
+                    unit,
+                    content=f"{me}i",
+                    root=f"{me}i",
                 )
             )
     load(ch, facts, {f"{u}{i}": u for u, n in (("S", 4), ("L", 6)) for i in range(n)})
