@@ -438,3 +438,40 @@ FROM
     GROUP BY day, unit
 )
 WHERE authors >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Cohorts (any directory attribute list 'cohorts', e.g. the community of digitisers) per day:
+-- members in the directory, members active that day, active rate, and reach: the distinct
+-- other units (not the member's own, not 'unknown') the cohort's members interacted with.
+-- Group: the cohort's active members.
+CREATE OR REPLACE VIEW {db}.daily_cohort_activity AS
+SELECT a.day AS day, a.cohort AS cohort, m.members AS members, a.active_users AS active_users,
+       a.active_users / m.members AS active_rate, r.units_reached AS units_reached
+FROM
+(
+    SELECT e.day AS day, c.cohort AS cohort, uniqExact(e.actor_id) AS active_users
+    FROM {db}.events AS e FINAL
+    INNER JOIN
+    (
+        SELECT person_id, arrayJoin(JSONExtract(attributes, 'cohorts', 'Array(String)')) AS cohort
+        FROM {db}.directory_people FINAL
+    ) AS c ON e.actor_id = c.person_id
+    GROUP BY day, cohort
+) AS a
+INNER JOIN
+(
+    SELECT arrayJoin(JSONExtract(attributes, 'cohorts', 'Array(String)')) AS cohort, count() AS members
+    FROM {db}.directory_people FINAL GROUP BY cohort
+) AS m ON a.cohort = m.cohort
+LEFT JOIN
+(
+    SELECT i.day AS day, c.cohort AS cohort,
+           uniqExactIf(i.to_unit, i.to_unit != i.from_unit AND i.to_unit != 'unknown') AS units_reached
+    FROM {db}.interactions AS i
+    INNER JOIN
+    (
+        SELECT person_id, arrayJoin(JSONExtract(attributes, 'cohorts', 'Array(String)')) AS cohort
+        FROM {db}.directory_people FINAL
+    ) AS c ON i.actor_id = c.person_id
+    GROUP BY day, cohort
+) AS r ON a.day = r.day AND a.cohort = r.cohort
+WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');

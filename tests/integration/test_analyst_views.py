@@ -5,6 +5,7 @@ E-I index on a hand-checkable example and its edge cases, and k-suppression."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -63,8 +64,14 @@ def set_config(client: Any, **values: int) -> None:
     )
 
 
-def load(client: Any, events: list[dict[str, Any]], directory: dict[str, str]) -> None:
-    """Replace the facts and the directory with ``events`` / ``directory`` (person -> unit)."""
+def load(
+    client: Any,
+    events: list[dict[str, Any]],
+    directory: dict[str, str],
+    cohorts: dict[str, list[str]] | None = None,
+) -> None:
+    """Replace the facts and the directory with ``events`` / ``directory`` (person -> unit,
+    ``cohorts``: person -> cohort names)."""
     client.command("TRUNCATE TABLE teilhabe.events")
     client.command("TRUNCATE TABLE teilhabe.directory_people")
     rows = [event_row(ev, late=bool(ev.get("late"))) for ev in events]
@@ -73,7 +80,10 @@ def load(client: Any, events: list[dict[str, Any]], directory: dict[str, str]) -
     if directory:
         client.insert(
             "teilhabe.directory_people",
-            [(p, u, "{}") for p, u in directory.items()],
+            [
+                (p, u, json.dumps({"cohorts": (cohorts or {}).get(p, [])}))
+                for p, u in directory.items()
+            ],
             column_names=("person_id", "unit", "attributes"),
         )
 
@@ -345,6 +355,30 @@ def oracle_funnel(events: list[dict[str, Any]], k: int) -> dict[tuple[date, str]
     return out
 
 
+def oracle_cohorts(
+    events: list[dict[str, Any]], directory: dict[str, str], cohorts: dict[str, list[str]], k: int
+) -> set[Any]:
+    members: dict[str, set[str]] = defaultdict(set)
+    for person, names in cohorts.items():
+        if person in directory:
+            for name in names:
+                members[name].add(person)
+    active: dict[tuple[date, str], set[str]] = defaultdict(set)
+    reached: dict[tuple[date, str], set[str]] = defaultdict(set)
+    for ev in events:
+        for name, people in members.items():
+            if ev["actor_id"] in people:
+                active[(day_of(ev), name)].add(ev["actor_id"])
+                to = ev["target_unit"] or "unknown"
+                if is_interaction(ev) and to not in (ev["actor_unit"], "unknown"):
+                    reached[(day_of(ev), name)].add(to)
+    return {
+        (d, c, len(members[c]), len(p), round(len(p) / len(members[c]), 9), len(reached[(d, c)]))
+        for (d, c), p in active.items()
+        if len(p) >= k
+    }
+
+
 def assert_same_response(got: set[Any], want: set[Any]) -> None:
     """Equal rows, the median compared to the millisecond (float rounding differs)."""
     g = {(d, u): rest for d, u, *rest in got}
@@ -480,6 +514,7 @@ def views(client: Any) -> dict[str, set[Any]]:
         "personas": rows(client, "SELECT * FROM teilhabe.persona_28d"),
         "growth": rows(client, "SELECT * FROM teilhabe.daily_growth"),
         "ideation": rows(client, "SELECT * FROM teilhabe.daily_ideation"),
+        "cohorts": rows(client, "SELECT * FROM teilhabe.daily_cohort_activity"),
         "funnel": rows(
             client,
             "SELECT day, unit, submitted, in_review, accepted, rejected, implemented, "
@@ -590,7 +625,10 @@ def test_views_equal_their_oracles(
         boundary_spanner_units=spanner_units,
     )
     ch.insert("teilhabe.config", [("persona_ratio", str(ratio))], column_names=("key", "value"))
-    load(ch, events, directory)
+    cohorts = {
+        p: [c for c in ("digitisers", "mentors") if hash((p, c)) % 3 == 0] for p in directory
+    }
+    load(ch, events, directory, cohorts)
     facts = unique(events)
     got = views(ch)
     assert got["active"] == oracle_active(facts, directory, k)
@@ -605,6 +643,7 @@ def test_views_equal_their_oracles(
     assert got["personas"] == oracle_personas(facts, k, ratio)
     assert got["growth"] == oracle_growth(facts, k)
     assert got["ideation"] == oracle_ideation(facts, k)
+    assert got["cohorts"] == oracle_cohorts(facts, directory, cohorts, k)
     funnel = {(d, u): list(rest) for d, u, *rest in got["funnel"]}
     want = oracle_funnel(facts, k)
     assert funnel.keys() == want.keys()
@@ -709,7 +748,8 @@ def test_every_view_suppresses_groups_below_k(ch: Any) -> None:
                     root=f"{me}i",
                 )
             )
-    load(ch, facts, {f"{u}{i}": u for u, n in (("S", 4), ("L", 6)) for i in range(n)})
+    people = {f"{u}{i}": u for u, n in (("S", 4), ("L", 6)) for i in range(n)}
+    load(ch, facts, people, {p: [u] for p, u in people.items()})  # a cohort per unit
     for k, shown in ((5, {"L"}), (4, {"S", "L"})):
         set_config(ch, min_group_size=k)
         got = views(ch)
