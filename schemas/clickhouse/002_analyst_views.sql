@@ -111,7 +111,7 @@ WHERE a.people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.c
 -- over the answered posts (however late the answer; a reply stamped before its post, i.e. clock
 -- skew, is ignored). Group: the distinct authors of the posts.
 CREATE OR REPLACE VIEW {db}.daily_response AS
-SELECT day, unit, posts, answered_within_target, median_first_response_s
+SELECT day, unit, posts, answered_within_target, median_first_response_s, p90_first_response_s
 FROM
 (
     SELECT
@@ -120,6 +120,7 @@ FROM
         count() AS posts,
         countIf(r.first_ms > 0 AND r.first_ms - p.ts_ms <= 3600000 * (SELECT toUInt32OrDefault(any(value), toUInt32(24)) FROM {db}.config FINAL WHERE key = 'response_target_h')) AS answered_within_target,
         quantileExactInclusiveIf(0.5)((r.first_ms - p.ts_ms) / 1000, r.first_ms > 0) AS median_first_response_s,
+        quantileExactInclusiveIf(0.9)((r.first_ms - p.ts_ms) / 1000, r.first_ms > 0) AS p90_first_response_s,
         uniqExact(p.author) AS authors
     FROM
     (
@@ -336,10 +337,13 @@ HAVING count() >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.c
 -- Growth and retention per unit and day (CHAOSS): active people; new members (a
 -- member_joined that day); first-time contributors (their first contribution in the facts
 -- was that day; unit of that contribution); returning users (active that day and on any of
--- the 28 days before). Group: the unit's active people.
+-- the 28 days before); dormant users (CHAOSS "Inactive Contributors": people of the unit
+-- active in the 28 days before the last 28 days, but not in the last 28 days up to that day).
+-- Group: the unit's active people.
 CREATE OR REPLACE VIEW {db}.daily_growth AS
 SELECT a.day AS day, a.unit AS unit, a.active_users AS active_users,
-       j.n AS new_members, f.n AS first_time_contributors, r.n AS returning_users
+       j.n AS new_members, f.n AS first_time_contributors, r.n AS returning_users,
+       z.n AS dormant_users
 FROM
 (
     SELECT day, actor_unit AS unit, uniqExact(actor_id) AS active_users
@@ -376,6 +380,21 @@ LEFT JOIN
     WHERE p.prev_day < t.day AND p.prev_day >= t.day - 28
     GROUP BY t.day, t.unit
 ) AS r ON a.day = r.day AND a.unit = r.unit
+LEFT JOIN
+(
+    SELECT d AS day, unit, countIf(recent = 0) AS n
+    FROM
+    (
+        SELECT active_day + n AS d, unit, actor_id, countIf(n < 28) AS recent
+        FROM
+        (
+            SELECT DISTINCT day AS active_day, actor_unit AS unit, actor_id FROM {db}.events FINAL
+        )
+        ARRAY JOIN range(56) AS n
+        GROUP BY d, unit, actor_id
+    )
+    GROUP BY day, unit
+) AS z ON a.day = z.day AND a.unit = z.unit
 WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
 
 -- Ideation per day and unit of the ideas' authors: ideas submitted; votes and comments on the

@@ -197,6 +197,17 @@ def oracle_ei(events: list[dict[str, Any]], k: int) -> set[Any]:
     return out
 
 
+def p90(delays_ms: list[int]) -> float | None:
+    """The 0.9 quantile, linear between the two nearest ranks (numpy's default, R-7)."""
+    if not delays_ms:
+        return None
+    xs = sorted(x / 1000 for x in delays_ms)
+    pos = 0.9 * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
 def oracle_response(events: list[dict[str, Any]], k: int, target_h: int) -> set[Any]:
     posts = [ev for ev in events if ev["event_type"] == "post_created" and ev["content_id"]]
     by_day: dict[tuple[date, str], list[dict[str, Any]]] = defaultdict(list)
@@ -220,7 +231,7 @@ def oracle_response(events: list[dict[str, Any]], k: int, target_h: int) -> set[
                 delays.append(min(replies) - p["ts"])
         within = sum(1 for x in delays if x <= target_h * HOUR_MS)
         med = round(median(delays) / 1000, 3) if delays else None
-        out.add((d, u, len(ps), within, med))
+        out.add((d, u, len(ps), within, med, p90(delays)))
     return out
 
 
@@ -285,8 +296,10 @@ def oracle_growth(events: list[dict[str, Any]], k: int) -> set[Any]:
         str, tuple[int, str, str]
     ] = {}  # person -> (ts, event_id, unit) of 1st contribution
     days_of: dict[str, set[date]] = defaultdict(set)
+    unit_days_of: dict[tuple[str, str], set[date]] = defaultdict(set)
     for ev in events:
         days_of[ev["actor_id"]].add(day_of(ev))
+        unit_days_of[(ev["actor_id"], ev["actor_unit"])].add(day_of(ev))
         if ev["event_type"] == "member_joined":
             joined[(day_of(ev), ev["actor_unit"])].add(ev["actor_id"])
         if ev["event_type"] in CONTRIBUTIONS:
@@ -301,7 +314,14 @@ def oracle_growth(events: list[dict[str, Any]], k: int) -> set[Any]:
         if len(people) < k:
             continue
         returning = sum(1 for p in people if any(0 < (d - x).days <= 28 for x in days_of[p]))
-        out.add((d, u, len(people), len(joined[(d, u)]), firsts[(d, u)], returning))
+        dormant = sum(
+            1
+            for p, unit_days in unit_days_of.items()
+            if p[1] == u
+            and any(28 <= (d - x).days < 56 for x in unit_days)
+            and not any(0 <= (d - x).days < 28 for x in unit_days)
+        )
+        out.add((d, u, len(people), len(joined[(d, u)]), firsts[(d, u)], returning, dormant))
     return out
 
 
@@ -384,11 +404,12 @@ def assert_same_response(got: set[Any], want: set[Any]) -> None:
     g = {(d, u): rest for d, u, *rest in got}
     w = {(d, u): rest for d, u, *rest in want}
     assert g.keys() == w.keys()
-    for key, (posts, within, med) in w.items():
+    for key, (posts, within, med, q90) in w.items():
         assert g[key][:2] == [posts, within], key
-        assert (g[key][2] is None) == (med is None), key
-        if med is not None:
-            assert abs(g[key][2] - med) < 0.002, key
+        for got_q, want_q in ((g[key][2], med), (g[key][3], q90)):
+            assert (got_q is None) == (want_q is None), key
+            if want_q is not None:
+                assert abs(got_q - want_q) < 0.002, key
 
 
 def oracle_pyramid(events: list[dict[str, Any]], k: int, heavy: int) -> set[Any]:
@@ -503,7 +524,8 @@ def views(client: Any) -> dict[str, set[Any]]:
         "response": rows(
             client,
             "SELECT day, unit, posts, answered_within_target, "
-            "if(isNaN(median_first_response_s), NULL, round(median_first_response_s, 3)) "
+            "if(isNaN(median_first_response_s), NULL, round(median_first_response_s, 3)), "
+            "if(isNaN(p90_first_response_s), NULL, p90_first_response_s) "
             "FROM teilhabe.daily_response",
         ),
         "pyramid": rows(client, "SELECT * FROM teilhabe.participation_pyramid"),
@@ -526,18 +548,19 @@ def views(client: Any) -> dict[str, set[Any]]:
 
 @st.composite
 def organisations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Random facts over nine days: 4 units, up to 14 people (some unknown to the directory),
+    """Random facts over 9 or 70 days: 4 units, up to 14 people (some unknown to the directory),
     posts and replies to them (before or after, by anyone), other interactions, views,
     duplicates and late copies, in any order."""
     rng = random.Random(draw(st.integers(0, 2**32)))
     n_people = draw(st.integers(2, 14))
+    span_days = draw(st.sampled_from([9, 70]))  # 70: rolling 28-day figures and dormancy
     people = {f"{i:032x}": rng.choice(["A", "B", "C", "D"]) for i in range(n_people)}
     directory = {p: u for p, u in people.items() if rng.random() < 0.85}
     events: list[dict[str, Any]] = []
     posts: list[dict[str, Any]] = []
     for i in range(draw(st.integers(0, 70))):
         actor = rng.choice(list(people))
-        ts = int(DAY0.timestamp() * 1000) + rng.randrange(9 * 24 * HOUR_MS)
+        ts = int(DAY0.timestamp() * 1000) + rng.randrange(span_days * 24 * HOUR_MS)
         etype = rng.choice(TYPES)
         target = rng.choice(list(people)) if etype in INTERACTIONS else None
         root = None
