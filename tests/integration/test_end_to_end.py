@@ -29,6 +29,24 @@ from tests.conftest import TEST_KEY, configure
 pytestmark = pytest.mark.integration
 
 WINDOW_S = 3600
+#: every analyst view: a pure function of the facts, so 1 and 2 workers must agree exactly
+ANALYST_VIEWS = (
+    "daily_active_by_unit",
+    "daily_silo_matrix",
+    "daily_ei_index",
+    "daily_response",
+    "participation_pyramid",
+    "daily_stickiness",
+    "daily_boundary_spanners",
+    "daily_space_diversity",
+    "daily_contribution_inequality",
+    "persona_28d",
+    "daily_growth",
+    "daily_ideation",
+    "idea_funnel",
+    "daily_cohort_activity",
+    "daily_baseline_ratio",
+)
 BAD_LINES = {
     b"this is not json": "not_json",
     orjson.dumps(
@@ -148,6 +166,10 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
             if len(people) >= len(set(read_jsonl(directory))) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+        views = {
+            name: sorted(client.query(f"SELECT * FROM {db}.{name}").result_rows, key=repr)
+            for name in ANALYST_VIEWS
+        }
         adoption = client.query(
             f"SELECT unit, sum(active_users), any(adoption_rate) FROM {db}.daily_active_by_unit "
             "GROUP BY unit"
@@ -160,6 +182,7 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
         "metrics": metrics,
         "actor_ids": {r[0] for r in ids},
         "directory_people": dict(people),
+        "views": views,
         "adoption": adoption,
     }
 
@@ -249,4 +272,7 @@ def test_two_workers_give_the_same_totals(
         mp.undo()
     assert two["windows"] == one_worker["windows"]
     assert two["facts"] == one_worker["facts"]
+    for name, rows in one_worker["views"].items():
+        assert repr(two["views"][name]) == repr(rows), f"{name} differs between 1 and 2 workers"
+    assert one_worker["views"]["daily_ei_index"], "the views must have something to compare"
     assert len(two["metrics"]) == 2
