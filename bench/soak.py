@@ -123,6 +123,18 @@ def settings_for(root: Path) -> Any:
     return load_settings()
 
 
+def send_directory(bootstrap: str, settings: Any, org: gen.Organisation) -> Any:
+    """A producer for the run, after it has sent the organisation's directory."""
+    producer = make_producer(bootstrap, tansu=settings.tansu)
+    produce_directory(
+        producer,
+        settings.topic_directory,
+        org.directory_records(),
+        Pseudonymiser(settings.read_pseudonym_key()),
+    )
+    return producer
+
+
 def measure_max_rate(root: Path) -> float:
     """Events/s one worker processes end to end (produce a burst, time until committed)."""
     settings = settings_for(root)
@@ -131,13 +143,7 @@ def measure_max_rate(root: Path) -> float:
     warmup = [orjson.dumps(ev) for ev, _ in zip(events, range(2_000), strict=False)]
     lines = [orjson.dumps(ev) for ev, _ in zip(events, range(MEASURE_EVENTS), strict=False)]
     with DevStack(settings, extra_env=ENV) as stack:
-        producer = make_producer(stack.bootstrap, tansu=settings.tansu)
-        produce_directory(
-            producer,
-            settings.topic_directory,
-            org.directory_records(),
-            Pseudonymiser(settings.read_pseudonym_key()),
-        )
+        producer = send_directory(stack.bootstrap, settings, org)
         stack.start_worker()
         produce_events(producer, settings.topic_events, warmup, envelope_size=100)
         # warm: the worker has started, joined and processed something (its windows stay
@@ -168,13 +174,7 @@ def main() -> None:
     stop = threading.Event()
     print(f"soak: {MINUTES:.0f} min at {rate:,.0f} events/s, kill -9 every {KILL_EVERY_S:.0f} s")
     with DevStack(settings, extra_env=ENV) as stack:
-        producer = make_producer(stack.bootstrap, tansu=settings.tansu)
-        produce_directory(
-            producer,
-            settings.topic_directory,
-            org.directory_records(),
-            Pseudonymiser(settings.read_pseudonym_key()),
-        )
+        producer = send_directory(stack.bootstrap, settings, org)
         sender = threading.Thread(
             target=produce_events,
             args=(producer, settings.topic_events, lines_until(org.events(), stop, oracle)),

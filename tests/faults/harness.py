@@ -265,6 +265,14 @@ class FaultRun:
         self._producer_thread = threading.Thread(target=send, name="fault-producer", daemon=True)
         self._producer_thread.start()
 
+    def start_paced(self, seconds: float) -> subprocess.Popen[bytes]:
+        """Produce the dataset over about ``seconds`` in the background, start a worker and
+        wait for its first flush; returns the worker."""
+        self.produce(rate_per_s=len(self.dataset.events) / seconds, background=True)
+        worker = self.start_worker()
+        self.sleep_until(lambda: self.activity_committed() > 0, 60, "a first flush")
+        return worker
+
     def producing(self) -> bool:
         """True while the background producer runs."""
         return self._producer_thread is not None and self._producer_thread.is_alive()

@@ -21,9 +21,7 @@ def test_worker_joins_then_one_leaves_gracefully(tmp_path: Path) -> None:
     expected = oracle(dataset.events, dataset.units)
     with FaultRun(tmp_path, dataset) as run:
         run.report.scenario = "rebalance: join, then SIGTERM leave"
-        run.produce(rate_per_s=len(dataset.events) / 40, background=True)
-        first = run.start_worker()
-        run.sleep_until(lambda: run.activity_committed() > 0, 60, "a first flush")
+        first = run.start_paced(40)
         run.start_worker()  # joins mid-run: partitions move
         run.report.faults += 1
         time.sleep(12)
@@ -45,9 +43,7 @@ def test_sigterm_then_restart_on_damaged_state_dir(tmp_path: Path) -> None:
     expected = oracle(dataset.events, dataset.units)
     with FaultRun(tmp_path, dataset) as run:
         run.report.scenario = "SIGTERM + restart on a damaged state directory"
-        run.produce(rate_per_s=len(dataset.events) / 20, background=True)
-        worker = run.start_worker()
-        run.sleep_until(lambda: run.activity_committed() > 0, 60, "a first flush")
+        worker = run.start_paced(20)
         time.sleep(3)
         code = run.kill(worker, signal.SIGTERM)
         committed, checkpoints = run.committed_by_partition(), run.checkpoint_offsets()

@@ -29,21 +29,13 @@ from pipeline.ingest import (
     parse_directory_entry,
 )
 from pipeline.pseudonym import Pseudonymiser
+from tests.unit.test_ingest import GOOD
 
 NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 FUTURE_MS = 3_600_000
 MAX_BYTES = 64 * 1024
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-GOOD: dict[str, Any] = {
-    "event_id": "e-1",
-    "event_type": "reply_created",
-    "occurred_at": "2026-11-24T09:15:02.250Z",
-    "actor_id": "anna@example.org",
-    "target_actor_id": "jonas@example.org",
-    "space_id": "s1",
-}
 
 
 def decode(value: bytes | None) -> Decoded:
