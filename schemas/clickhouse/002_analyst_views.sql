@@ -494,3 +494,37 @@ LEFT JOIN
     GROUP BY day, cohort
 ) AS r ON a.day = r.day AND a.cohort = r.cohort
 WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Engagement per space and platform and day: active people and events, contributions.
+-- Group: the space's active people on that platform.
+CREATE OR REPLACE VIEW {db}.daily_active_by_space AS
+SELECT day, space_id, platform, active_users, events, contributions
+FROM
+(
+    SELECT day, ifNull(space_id, '') AS space_id, ifNull(platform, '') AS platform,
+           uniqExact(actor_id) AS active_users, count() AS events,
+           countIf(event_type IN ('post_created', 'reply_created', 'idea_submitted', 'idea_commented', 'share')) AS contributions
+    FROM {db}.events FINAL
+    GROUP BY day, space_id, platform
+)
+WHERE active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+
+-- Community health per unit and day (SWOOP): people active in the 28 days ending that day /
+-- people active at least once in the 365 days ending that day. Group: the latter.
+CREATE OR REPLACE VIEW {db}.daily_community_health AS
+SELECT d AS day, unit, active_28d, active_365d, active_28d / active_365d AS health
+FROM
+(
+    SELECT active_day + n AS d, unit,
+           uniqExactIf(actor_id, n < 28) AS active_28d,
+           uniqExact(actor_id) AS active_365d
+    FROM
+    (
+        SELECT DISTINCT day AS active_day, actor_unit AS unit, actor_id FROM {db}.events FINAL
+    )
+    ARRAY JOIN range(365) AS n
+    GROUP BY d, unit
+)
+WHERE d <= (SELECT max(day) FROM {db}.events FINAL)
+  AND d IN (SELECT DISTINCT day FROM {db}.events FINAL)
+  AND active_365d >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');

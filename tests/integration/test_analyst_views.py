@@ -399,6 +399,34 @@ def oracle_cohorts(
     }
 
 
+def oracle_by_space(events: list[dict[str, Any]], k: int) -> set[Any]:
+    groups: dict[tuple[date, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for ev in events:
+        groups[(day_of(ev), ev["space_id"] or "", ev["platform"] or "")].append(ev)
+    out = set()
+    for (d, space, platform), evs in groups.items():
+        people = {ev["actor_id"] for ev in evs}
+        if len(people) >= k:
+            made = sum(ev["event_type"] in CONTRIBUTIONS for ev in evs)
+            out.add((d, space, platform, len(people), len(evs), made))
+    return out
+
+
+def oracle_health(events: list[dict[str, Any]], k: int) -> set[Any]:
+    days = {day_of(ev) for ev in events}
+    by_unit: dict[str, list[tuple[date, str]]] = defaultdict(list)
+    for ev in events:
+        by_unit[ev["actor_unit"]].append((day_of(ev), ev["actor_id"]))
+    out = set()
+    for d in days:
+        for unit, seen in by_unit.items():
+            year = {p for x, p in seen if 0 <= (d - x).days < 365}
+            month = {p for x, p in seen if 0 <= (d - x).days < 28}
+            if year and len(year) >= k:
+                out.add((d, unit, len(month), len(year), round(len(month) / len(year), 9)))
+    return out
+
+
 def assert_same_response(got: set[Any], want: set[Any]) -> None:
     """Equal rows, the median compared to the millisecond (float rounding differs)."""
     g = {(d, u): rest for d, u, *rest in got}
@@ -537,6 +565,8 @@ def views(client: Any) -> dict[str, set[Any]]:
         "growth": rows(client, "SELECT * FROM teilhabe.daily_growth"),
         "ideation": rows(client, "SELECT * FROM teilhabe.daily_ideation"),
         "cohorts": rows(client, "SELECT * FROM teilhabe.daily_cohort_activity"),
+        "by_space": rows(client, "SELECT * FROM teilhabe.daily_active_by_space"),
+        "health": rows(client, "SELECT * FROM teilhabe.daily_community_health"),
         "funnel": rows(
             client,
             "SELECT day, unit, submitted, in_review, accepted, rejected, implemented, "
@@ -667,6 +697,8 @@ def test_views_equal_their_oracles(
     assert got["growth"] == oracle_growth(facts, k)
     assert got["ideation"] == oracle_ideation(facts, k)
     assert got["cohorts"] == oracle_cohorts(facts, directory, cohorts, k)
+    assert got["by_space"] == oracle_by_space(facts, k)
+    assert got["health"] == oracle_health(facts, k)
     funnel = {(d, u): list(rest) for d, u, *rest in got["funnel"]}
     want = oracle_funnel(facts, k)
     assert funnel.keys() == want.keys()
@@ -777,7 +809,7 @@ def test_every_view_suppresses_groups_below_k(ch: Any) -> None:
         set_config(ch, min_group_size=k)
         got = views(ch)
         for name, found in got.items():
-            units = {r[1] for r in found} - {"*"}
+            units = {r[1] for r in found} - {"*", ""}  # "": no space (S and L together)
             assert units == shown, f"{name} with k={k}: {units}"
         assert {(r[1], r[2]) for r in got["matrix"]} == {(u, u) for u in shown}
 
