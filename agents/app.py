@@ -26,12 +26,17 @@ from pipeline.exporter import PipelineMetrics
 from pipeline.ingest import directory_entries, parse_directory_entry
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
-from pipeline.sink import ClickHouseSink, DirectorySync, refresh_unanswered_gauge
+from pipeline.sink import (
+    ClickHouseSink,
+    DirectorySync,
+    refresh_fact_gauges,
+    refresh_unanswered_gauge,
+)
 
 log = logging.getLogger("teilhabe.worker")
 
 BROKER_PROBE_INTERVAL_S = 5.0
-UNANSWERED_INTERVAL_S = 60.0
+FACT_GAUGES_INTERVAL_S = 60.0
 
 
 class DirectoryTable(GlobalTable):
@@ -208,20 +213,22 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
 
     mirror = DirectorySync(sink)
 
-    @app.timer(interval=UNANSWERED_INTERVAL_S)
-    async def unanswered_posts() -> None:
+    def refresh_from_facts() -> None:
+        refresh_unanswered_gauge(
+            sink,
+            settings.response_target_h,
+            settings.unanswered_lookback_days,
+            settings.min_group_size,
+            int(time.time() * 1000),
+        )
+        refresh_fact_gauges(sink)
+
+    @app.timer(interval=FACT_GAUGES_INTERVAL_S)
+    async def fact_gauges() -> None:
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                None,
-                refresh_unanswered_gauge,
-                sink,
-                settings.response_target_h,
-                settings.unanswered_lookback_days,
-                settings.min_group_size,
-                int(time.time() * 1000),
-            )
-        except Exception as exc:  # noqa: BLE001 - a gauge, retried at the next tick
-            log.warning("unanswered posts gauge not refreshed error=%s", exc)
+            await asyncio.get_running_loop().run_in_executor(None, refresh_from_facts)
+        except Exception as exc:  # noqa: BLE001 - gauges, retried at the next tick
+            log.warning("gauges from the facts not refreshed error=%s", exc)
 
     @app.timer(interval=5.0)
     async def directory_headcount() -> None:

@@ -78,6 +78,11 @@ class PipelineMetrics:
     baseline_ratio: Gauge
     baseline_events: Gauge
     unanswered_posts: Gauge
+    ei_index: Gauge
+    cross_silo_share: Gauge
+    participation: Gauge
+    ideation: Gauge
+    facts_day: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -211,6 +216,37 @@ class PipelineMetrics:
                 "TEILHABE_RESPONSE_TARGET_H hours without a reply by someone else, by the "
                 "author's unit (k-suppressed by authors)",
                 ["unit"],
+                registry=r,
+            ),
+            ei_index=Gauge(
+                "teilhabe_ei_index",
+                "Krackhardt & Stern E-I index of the unit ('*' = whole org) on the newest day "
+                "of the facts (daily_ei_index; -1 all ties inside .. +1 all outside)",
+                ["unit"],
+                registry=r,
+            ),
+            cross_silo_share=Gauge(
+                "teilhabe_cross_silo_share",
+                "Share of the unit's interactions that cross units, newest day",
+                ["unit"],
+                registry=r,
+            ),
+            participation=Gauge(
+                "teilhabe_participation_people",
+                "Active people by participation tier (observers, contributors, "
+                "heavy_contributors), newest day (participation_pyramid)",
+                ["unit", "tier"],
+                registry=r,
+            ),
+            ideation=Gauge(
+                "teilhabe_ideation",
+                "Ideas, votes and comments of the unit's ideas, newest day (daily_ideation)",
+                ["unit", "kind"],
+                registry=r,
+            ),
+            facts_day=Gauge(
+                "teilhabe_facts_day_timestamp_seconds",
+                "Start of the day the cross-silo, participation and ideation gauges describe",
                 registry=r,
             ),
         )

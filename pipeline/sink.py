@@ -249,6 +249,39 @@ def refresh_unanswered_gauge(
             gauge.labels(str(unit)).set(int(posts))
 
 
+def refresh_fact_gauges(sink: ClickHouseSink) -> None:
+    """Set the cross-silo, participation and ideation gauges from the analyst views' newest
+    day (the views already leave out groups below k; nothing here can add a person label)."""
+    db, m = sink.database, sink.metrics
+    day = sink.client.query(f"SELECT max(day) FROM {db}.events FINAL").result_rows[0][0]
+    for gauge in (m.ei_index, m.cross_silo_share, m.participation, m.ideation):
+        gauge.clear()
+    if day is None or day.year < 1971:  # no facts yet
+        return
+    m.facts_day.set(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+    params = {"d": day}
+    for unit, ei, share in sink.client.query(
+        f"SELECT unit, ei_index, cross_silo_share FROM {db}.daily_ei_index WHERE day = {{d:Date}}",
+        parameters=params,
+    ).result_rows:
+        if ei is not None:
+            m.ei_index.labels(unit).set(ei)
+            m.cross_silo_share.labels(unit).set(share)
+    for unit, *tiers in sink.client.query(
+        f"SELECT unit, observers, contributors, heavy_contributors "
+        f"FROM {db}.participation_pyramid WHERE day = {{d:Date}}",
+        parameters=params,
+    ).result_rows:
+        for tier, n in zip(("observers", "contributors", "heavy_contributors"), tiers, strict=True):
+            m.participation.labels(unit, tier).set(n)
+    for unit, *kinds in sink.client.query(
+        f"SELECT unit, ideas, votes, comments FROM {db}.daily_ideation WHERE day = {{d:Date}}",
+        parameters=params,
+    ).result_rows:
+        for kind, n in zip(("ideas", "votes", "comments"), kinds, strict=True):
+            m.ideation.labels(unit, kind).set(n)
+
+
 class DirectorySync:
     """Mirrors the directory (pseudonym -> unit, attributes) into ``directory_people``, the
     denominator of ``daily_active_by_unit.adoption_rate``; writes only what changed."""

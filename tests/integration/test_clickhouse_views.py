@@ -164,3 +164,70 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "B"}) is None
     refresh_unanswered_gauge(s, target_h=24, lookback_days=14, min_group_size=1, now_ms=now)
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "B"}) == 2
+
+
+def test_fact_gauges_show_the_newest_day_of_the_views(sink: Any) -> None:
+    """E-I, cross-silo share, participation tiers and ideation gauges = the views' rows of the
+    newest day (the views are checked against oracles in test_analyst_views)."""
+    from pipeline.sink import refresh_fact_gauges
+
+    s, client = sink
+    day_ms = 86_400_000
+    t_new = int(T0.timestamp() * 1000)
+
+    def fact(eid: str, etype: str, ts: int, actor: str, unit: str, **more: Any) -> Any:
+        ev = dict.fromkeys(EVENT_COLUMNS[4:-2])
+        ev.update(event_id=eid, event_type=etype, ts=ts, actor_id=actor, actor_unit=unit)
+        ev.update(more)
+        return event_row(ev, late=False)
+
+    rows = []
+    for i in range(6):  # newest day: A mentions B 6 times, A-internal twice; B views
+        rows.append(
+            fact(
+                f"m{i}",
+                "mention",
+                t_new + i,
+                f"a{i}",
+                "A",
+                target_actor_id=f"b{i}",
+                target_unit="B",
+            )
+        )
+        rows.append(fact(f"v{i}", "view", t_new + i, f"b{i}", "B"))
+        rows.append(fact(f"p{i}", "post_created", t_new + i, f"a{i}", "A", content_id=f"c{i}"))
+        rows.append(fact(f"i{i}", "idea_submitted", t_new + i, f"b{i}", "B", content_id=f"i{i}"))
+    for i in range(2):
+        rows.append(
+            fact(
+                f"n{i}",
+                "mention",
+                t_new + 10 + i,
+                f"a{i}",
+                "A",
+                target_actor_id=f"a{i + 2}",
+                target_unit="A",
+            )
+        )
+    for i in range(6):  # an older day: all internal, must not show
+        rows.append(
+            fact(
+                f"o{i}",
+                "mention",
+                t_new - day_ms,
+                f"a{i}",
+                "A",
+                target_actor_id=f"a{(i + 1) % 6}",
+                target_unit="A",
+            )
+        )
+    s.flush(rows, [], {})
+    refresh_fact_gauges(s)
+    get = s.metrics.registry.get_sample_value
+    assert get("teilhabe_ei_index", {"unit": "A"}) == (6 - 2) / 8
+    assert get("teilhabe_ei_index", {"unit": "B"}) == 1.0
+    assert get("teilhabe_cross_silo_share", {"unit": "*"}) == 6 / 8
+    assert get("teilhabe_participation_people", {"unit": "B", "tier": "contributors"}) == 6
+    assert get("teilhabe_participation_people", {"unit": "A", "tier": "observers"}) == 0
+    assert get("teilhabe_ideation", {"unit": "B", "kind": "ideas"}) == 6
+    assert get("teilhabe_facts_day_timestamp_seconds") == T0.replace(hour=0).timestamp()

@@ -46,6 +46,8 @@ ANALYST_VIEWS = (
     "idea_funnel",
     "daily_cohort_activity",
     "daily_baseline_ratio",
+    "daily_active_by_space",
+    "daily_community_health",
 )
 BAD_LINES = {
     b"this is not json": "not_json",
