@@ -37,6 +37,9 @@ def test_label_sets_are_bounded_and_carry_no_person() -> None:
         "le",
         "component",
     }
+    bounded = {"tier", "kind"}  # fixed sets, children created by refresh_fact_gauges
+    assert set(m.participation._labelnames) <= {"unit"} | bounded
+    assert set(m.ideation._labelnames) <= {"unit"} | bounded
 
 
 def test_client_problems_count_kafka_and_faust_warnings_only() -> None:

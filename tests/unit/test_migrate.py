@@ -190,5 +190,7 @@ def test_min_group_size_is_written_to_the_config_table(env: tuple) -> None:
     )
     migrate(client, settings.model_copy(update={"min_group_size": 7}), folder)
     migrate(client, settings.model_copy(update={"min_group_size": 9}), folder)
-    rows = client.query(f"SELECT key, value FROM {db}.config FINAL").result_rows
-    assert rows == [("min_group_size", "9")]
+    rows = dict(client.query(f"SELECT key, value FROM {db}.config FINAL").result_rows)
+    assert rows["min_group_size"] == "9", "the newest value wins"
+    assert rows["response_target_h"] == str(settings.response_target_h)
+    assert rows["persona_ratio"] == str(settings.persona_ratio)
