@@ -162,6 +162,7 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
 
     app.transport.Consumer = NoDropConsumer  # type: ignore[misc]  # see agents/consumer.py
     app.stop_hooks = []
+    app.pipeline_metrics = metrics  # type: ignore[attr-defined]  # consumer lag, see NoDropConsumer
     app.shutdown_timeout_s = settings.shutdown_timeout_s
 
     def raw_topic(name: str, partitions: int, compacting: bool = False) -> faust.TopicT:

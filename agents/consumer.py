@@ -83,7 +83,21 @@ class NoDropConsumer(AIOKafkaConsumer):
                     last = (tp, record.offset)
                     yield tp, self._to_message(tp, record)
         finally:
+            self._report_lag(undelivered)
             await self._seek_back(records, undelivered)
+
+    def _report_lag(self, next_offsets: dict[Any, int]) -> None:
+        """Consumer lag per fetched partition: high watermark - next offset to hand out."""
+        metrics = getattr(self.app, "pipeline_metrics", None)
+        if metrics is None:
+            return
+        for tp, offset in next_offsets.items():
+            try:
+                hw = self.highwater(tp)
+            except Exception:  # noqa: BLE001 - a gauge must never stop the fetcher
+                continue
+            if hw is not None and hw >= 0:
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - offset))
 
     def _trace_fetch(self, records: Any, active: Any) -> None:
         """DEBUG: what a fetch returned; every 5 s the fetch state of the assigned partitions."""

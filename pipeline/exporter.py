@@ -83,6 +83,7 @@ class PipelineMetrics:
     participation: Gauge
     ideation: Gauge
     facts_day: Gauge
+    consumer_lag: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -247,6 +248,13 @@ class PipelineMetrics:
             facts_day=Gauge(
                 "teilhabe_facts_day_timestamp_seconds",
                 "Start of the day the cross-silo, participation and ideation gauges describe",
+                registry=r,
+            ),
+            consumer_lag=Gauge(
+                "teilhabe_consumer_lag_messages",
+                "Messages between the partition's high watermark and the next one this worker "
+                "hands out (set at each fetch; partitions bounded by the topic's count)",
+                ["topic", "partition"],
                 registry=r,
             ),
         )

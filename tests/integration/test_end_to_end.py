@@ -3,6 +3,7 @@ workers -> ClickHouse and /metrics, checked against a plain recomputation from t
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.request
 from collections import Counter, defaultdict
@@ -239,6 +240,15 @@ def test_metrics_expose_counts_and_gauges(one_worker: dict[str, Any], dataset: A
         assert metric_sum(texts, "teilhabe_events_invalid_total", f'reason="{reason}"') == n
     assert metric_sum(texts, "teilhabe_engagement_active_users") > 0
     assert metric_sum(texts, "teilhabe_window_flushes_total") > 0
+    lag = [
+        line
+        for text in texts
+        for line in text.splitlines()
+        if line.startswith("teilhabe_consumer_lag_messages{")
+    ]
+    topics = {m.group(1) for line in lag if (m := re.search(r'topic="([^"]+)"', line))}
+    assert {"teilhabe.events", "teilhabe.activity"} <= topics, f"lag not reported: {lag}"
+    assert all(float(line.rsplit(" ", 1)[1]) == 0 for line in lag), f"drained, yet lag: {lag}"
 
 
 def test_no_raw_ids_reach_clickhouse(one_worker: dict[str, Any], dataset: Any) -> None:
