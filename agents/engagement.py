@@ -140,34 +140,34 @@ class EngagementStage:
         s = self.rt.settings
         now = time.monotonic()
         async with self.lock:
-            for st in self.states.values():
-                if s.idle_close_mode == "end_of_input":
-                    break  # windows close in event time and at end-of-input markers only
-                # Live: a source quiet for idle_close_s stops holding the watermark back (its
-                # next message brings it back); recorded through close offsets like any close.
-                # Not in a backfill: there a quiet source is one still catching up, and the
-                # whole partition's idleness (the input has ended) closes everything.
-                for source, seen_at in st.source_seen_at.items():
-                    if s.idle_close_mode == "flush_all":
-                        break
-                    if now - seen_at >= s.idle_close_s and source not in st.windows.idle:
-                        closed = st.windows.mark_idle(source)
-                        if closed:
-                            st.dirty = True
-                            self.closed.extend(closed)
-                if now - st.last_message_at >= s.idle_close_s:
-                    step_ms = int((now - st.last_idle_step_at) * 1000)
-                    st.last_idle_step_at = now
-                    closed = st.windows.advance_idle(
-                        step_ms, close_all=s.idle_close_mode == "flush_all"
-                    )
-                    if closed:
-                        st.dirty = True
-                        self.closed.extend(closed)
+            if s.idle_close_mode != "end_of_input":  # there: event time and markers only
+                for st in self.states.values():
+                    self.closed.extend(self._idle_closes(st, now))
             self._update_gauges()
             if self.rows or self.closed or any(st.dirty for st in self.states.values()):
                 if self._flush_due():
                     await self._flush()
+
+    def _idle_closes(self, st: PartitionState, now: float) -> list[ClosedWindow]:
+        """Windows a partition closes by wall-clock idleness (recorded via close offsets).
+
+        Live: a source quiet for idle_close_s stops holding the watermark back (its next
+        message brings it back). With ``flush_all`` a quiet source is one still catching up,
+        and only the whole partition's idleness (the input has ended) closes everything.
+        """
+        s = self.rt.settings
+        closed: list[ClosedWindow] = []
+        if s.idle_close_mode == "wall_clock":
+            for source, seen_at in st.source_seen_at.items():
+                if now - seen_at >= s.idle_close_s and source not in st.windows.idle:
+                    closed += st.windows.mark_idle(source)
+        if now - st.last_message_at >= s.idle_close_s:
+            step_ms = int((now - st.last_idle_step_at) * 1000)
+            st.last_idle_step_at = now
+            closed += st.windows.advance_idle(step_ms, close_all=s.idle_close_mode == "flush_all")
+        if closed:
+            st.dirty = True
+        return closed
 
     def _update_gauges(self) -> None:
         m = self.rt.metrics

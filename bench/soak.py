@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,7 +45,7 @@ from pipeline.settings import load_settings  # noqa: E402
 from tests.faults.harness import (  # noqa: E402
     GRACE_S,
     WINDOW_S,
-    Figures,
+    WindowOracle,
     differences,
     read_figures,
     rss_kb,
@@ -58,30 +57,6 @@ SAMPLE_S = float(os.environ.get("SOAK_SAMPLE_S", "30"))
 FIXED_RATE = float(os.environ.get("SOAK_RATE", "0"))
 MEASURE_EVENTS = 60_000
 ENV = {"TEILHABE_IDLE_CLOSE_MODE": "end_of_input", "TEILHABE_SINK_FLUSH_INTERVAL_S": "1"}
-
-
-class StreamingOracle:
-    """Expected window figures of the events sent so far (ids are unique by construction)."""
-
-    def __init__(self, units: dict[str, str]) -> None:
-        self.units = units
-        self.actors: dict[tuple[int, str], set[str]] = defaultdict(set)
-        self.counts: Counter[tuple[int, str]] = Counter()
-        self.n = 0
-
-    def add(self, ev: dict[str, Any]) -> None:
-        """Count one event."""
-        t = datetime.fromisoformat(ev["occurred_at"].replace("Z", "+00:00")).timestamp()
-        unit = ev.get("actor_unit") or self.units.get(ev["actor_id"], "unknown")
-        key = (int(t) // WINDOW_S * WINDOW_S, unit)
-        self.actors[key].add(ev["actor_id"])
-        self.counts[key] += 1
-        self.n += 1
-
-    def figures(self) -> Figures:
-        """What ClickHouse must hold."""
-        windows = {k: (len(a), self.counts[k]) for k, a in self.actors.items()}
-        return Figures(windows, self.n, self.n, 0)
 
 
 def organisation() -> gen.Organisation:
@@ -96,7 +71,7 @@ def organisation() -> gen.Organisation:
 
 
 def lines_until(
-    events: Iterator[dict[str, Any]], stop: threading.Event, oracle: StreamingOracle
+    events: Iterator[dict[str, Any]], stop: threading.Event, oracle: WindowOracle
 ) -> Iterator[bytes]:
     """Event lines until ``stop`` is set, each counted by the oracle as it is sent."""
     for ev in events:
@@ -170,7 +145,7 @@ def main() -> None:
     settings = settings_for(base / "run")
     org = organisation()
     units = {r["person_id"]: r["unit"] for r in org.directory_records()}
-    oracle = StreamingOracle(units)
+    oracle = WindowOracle(units, dedup=False)  # generated ids are unique
     stop = threading.Event()
     print(f"soak: {MINUTES:.0f} min at {rate:,.0f} events/s, kill -9 every {KILL_EVERY_S:.0f} s")
     with DevStack(settings, extra_env=ENV) as stack:

@@ -1,7 +1,8 @@
 """Versioned ClickHouse migrations from ``schemas/clickhouse/NNN_name.sql``.
 
 A file may hold several statements separated by ``;`` (outside quotes and comments); ``{db}``
-is replaced by the database and ``{ttl_days}`` by ``TEILHABE_FACTS_TTL_DAYS``. Applied versions
+is replaced by the database, ``{ttl_days}`` by ``TEILHABE_FACTS_TTL_DAYS`` and
+``{min_group_size}`` by a subquery of the privacy threshold k in ``{db}.config``. Applied versions
 are recorded with the SHA-256 of the file in ``{db}.schema_migrations``; editing an applied
 migration is an error (add a new one). A migration is recorded after all its statements ran, so
 a failed one is retried from its first statement: write statements that may run twice
@@ -23,6 +24,12 @@ from clickhouse_connect.driver.client import Client
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
+#: ``{min_group_size}`` in a migration: k, read from ``{db}.config`` when a view is queried, so a
+#: new TEILHABE_MIN_GROUP_SIZE applies at the next worker start or ``teilhabe migrate``.
+MIN_GROUP_SIZE_SQL = (
+    "(SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL "
+    "WHERE key = 'min_group_size')"
+)
 _FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
@@ -40,9 +47,11 @@ class Migration:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
     def render(self, settings: Settings) -> list[str]:
-        """The statements with ``{db}`` and ``{ttl_days}`` filled in."""
-        text = self.text.replace("{db}", settings.clickhouse_database).replace(
-            "{ttl_days}", str(settings.facts_ttl_days)
+        """The statements with the placeholders filled in (see the module docstring)."""
+        text = (
+            self.text.replace("{min_group_size}", MIN_GROUP_SIZE_SQL)
+            .replace("{db}", settings.clickhouse_database)
+            .replace("{ttl_days}", str(settings.facts_ttl_days))
         )
         return split_statements(text)
 

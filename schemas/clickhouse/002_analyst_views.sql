@@ -1,7 +1,8 @@
 -- Analyst views over the stored facts (issue 3). Names and columns are a contract: only ever
 -- added to. Every view computes from `events` (and the directory), so analysts can re-slice by
 -- any window; every view leaves out groups smaller than k people (config 'min_group_size',
--- TEILHABE_MIN_GROUP_SIZE). Definitions and sources: docs/metrics.md.
+-- TEILHABE_MIN_GROUP_SIZE; {min_group_size} below, filled in by pipeline/migrate.py). Definitions
+-- and sources: docs/metrics.md.
 
 -- The org directory as the worker knows it (pseudonymised person -> unit), for denominators.
 CREATE TABLE IF NOT EXISTS {db}.directory_people
@@ -50,7 +51,7 @@ LEFT JOIN
 (
     SELECT unit, count() AS headcount FROM {db}.directory_people FINAL GROUP BY unit
 ) AS h ON a.unit = h.unit
-WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE a.active_users >= {min_group_size};
 
 -- Unit x unit interaction matrix per day. The group of a cell: the distinct people on either
 -- side of its interactions.
@@ -67,7 +68,7 @@ FROM
     FROM {db}.interactions
     GROUP BY day, from_unit, to_unit
 )
-WHERE people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE people >= {min_group_size};
 
 -- Krackhardt & Stern E-I index per unit and day, and for the whole org (unit = '*').
 -- Unit u: internal = interactions with both sides in u, external = with exactly one side in u
@@ -103,7 +104,7 @@ LEFT JOIN
            countIf(from_unit != to_unit) AS external
     FROM {db}.interactions GROUP BY day
 ) AS t ON a.day = t.day AND a.unit = t.unit
-WHERE a.people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE a.people >= {min_group_size};
 
 -- Response (CHAOSS Time to First Response): per day of the post and unit of its author, the
 -- posts, those whose first reply by someone else came within the target (config
@@ -144,7 +145,7 @@ FROM
     ) AS r ON p.cid = r.cid
     GROUP BY day, unit
 )
-WHERE authors >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE authors >= {min_group_size};
 
 -- Participation pyramid (Nielsen 90-9-1) per unit and day: active people who made no
 -- contribution (observers: only viewed, reacted, voted, joined), contributors, and heavy
@@ -164,7 +165,7 @@ FROM
     GROUP BY day, unit, actor_id
 )
 GROUP BY day, unit
-HAVING count() >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+HAVING count() >= {min_group_size};
 
 -- Engagement against its seasonal baseline per unit and day: events / the mean of the same
 -- weekday in the 4 weeks before (a day without events counts 0); NULL baseline before 4 weeks
@@ -185,7 +186,7 @@ LEFT JOIN
     FROM {db}.events FINAL ARRAY JOIN [1, 2, 3, 4] AS w
     GROUP BY target_day, unit
 ) AS p ON c.day = p.target_day AND c.unit = p.unit
-WHERE c.people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size')
+WHERE c.people >= {min_group_size}
   AND c.day - 28 >= (SELECT min(day) FROM {db}.events FINAL);
 
 -- DAU / WAU / MAU and stickiness per unit and day: distinct active people that day, in the 7
@@ -205,7 +206,7 @@ FROM
     ARRAY JOIN range(28) AS n
     GROUP BY d, unit
 )
-WHERE dau >= greatest(1, (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size'));
+WHERE dau >= greatest(1, {min_group_size});
 
 -- Boundary spanners per unit and day (DESIGN.md): people who interacted (sent or received)
 -- with people of at least config 'boundary_spanner_units' (TEILHABE_BOUNDARY_SPANNER_UNITS,
@@ -234,7 +235,7 @@ LEFT JOIN
     )
     GROUP BY day, unit
 ) AS b ON a.day = b.day AND a.unit = b.unit
-WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE a.active_users >= {min_group_size};
 
 -- Unit diversity of a space per day (Blau 1977): 1 - sum of p_i^2 over the units of the
 -- space's active people; normalised by its maximum (K - 1) / K, K = the units active in the
@@ -259,7 +260,7 @@ INNER JOIN
 (
     SELECT day, uniqExact(actor_unit) AS k FROM {db}.events FINAL GROUP BY day
 ) AS o ON s.day = o.day
-WHERE s.people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE s.people >= {min_group_size};
 
 -- Participation inequality per unit and day over the contributions of the unit's active
 -- people (observers count 0): Gini coefficient, share of the contributions made by the top
@@ -286,7 +287,7 @@ FROM
     )
     GROUP BY day, unit
 )
-WHERE people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE people >= {min_group_size};
 
 -- Behavioural personas over the 28 days ending on each day, after SWOOP Analytics: made =
 -- posts + replies + reactions given, received = replies + reactions received from others.
@@ -332,7 +333,7 @@ FROM
     HAVING max(active_d) = 1
 )
 GROUP BY d, unit
-HAVING count() >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+HAVING count() >= {min_group_size};
 
 -- Growth and retention per unit and day (CHAOSS): active people; new members (a
 -- member_joined that day); first-time contributors (their first contribution in the facts
@@ -395,7 +396,7 @@ LEFT JOIN
     )
     GROUP BY day, unit
 ) AS z ON a.day = z.day AND a.unit = z.unit
-WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE a.active_users >= {min_group_size};
 
 -- Ideation per day and unit of the ideas' authors: ideas submitted; votes and comments on the
 -- unit's ideas (by the idea's author unit, i.e. the target) and from how many other units they
@@ -424,7 +425,7 @@ FROM
     )
     GROUP BY day, unit
 )
-WHERE people >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE people >= {min_group_size};
 
 -- Idea status funnel per day of submission and unit of the author: ideas submitted, and how
 -- many of them ever reached each status (idea_status_changed on the idea's content_id), with
@@ -456,7 +457,7 @@ FROM
     ) AS s ON i.iid = s.iid
     GROUP BY day, unit
 )
-WHERE authors >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE authors >= {min_group_size};
 
 -- Cohorts (any directory attribute list 'cohorts', e.g. the community of digitisers) per day:
 -- members in the directory, members active that day, active rate, and reach: the distinct
@@ -493,7 +494,7 @@ LEFT JOIN
     ) AS c ON i.actor_id = c.person_id
     GROUP BY day, cohort
 ) AS r ON a.day = r.day AND a.cohort = r.cohort
-WHERE a.active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE a.active_users >= {min_group_size};
 
 -- Engagement per space and platform and day: active people and events, contributions.
 -- Group: the space's active people on that platform.
@@ -507,7 +508,7 @@ FROM
     FROM {db}.events FINAL
     GROUP BY day, space_id, platform
 )
-WHERE active_users >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+WHERE active_users >= {min_group_size};
 
 -- Community health per unit and day (SWOOP): people active in the 28 days ending that day /
 -- people active at least once in the 365 days ending that day. Group: the latter.
@@ -527,4 +528,4 @@ FROM
 )
 WHERE d <= (SELECT max(day) FROM {db}.events FINAL)
   AND d IN (SELECT DISTINCT day FROM {db}.events FINAL)
-  AND active_365d >= (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'min_group_size');
+  AND active_365d >= {min_group_size};

@@ -90,6 +90,35 @@ class Figures:
         return sum(e for _, e in self.windows.values())
 
 
+class WindowOracle:
+    """The plain recomputation, one event at a time (the soak feeds millions of them)."""
+
+    def __init__(self, units: dict[str, str], dedup: bool = True) -> None:
+        self.units = units
+        self.seen: set[str] | None = set() if dedup else None  # off: ids unique by construction
+        self.actors: dict[WindowKey, set[str]] = defaultdict(set)
+        self.counts: Counter[WindowKey] = Counter()
+        self.n = 0
+
+    def add(self, ev: dict[str, Any]) -> None:
+        """Count one on-time event (a repeated event id counts once)."""
+        if self.seen is not None:
+            if ev["event_id"] in self.seen:
+                return
+            self.seen.add(ev["event_id"])
+        t = datetime.fromisoformat(ev["occurred_at"].replace("Z", "+00:00")).timestamp()
+        unit = ev.get("actor_unit") or self.units.get(ev["actor_id"], "unknown")
+        key = (int(t) // WINDOW_S * WINDOW_S, unit)
+        self.actors[key].add(ev["actor_id"])
+        self.counts[key] += 1
+        self.n += 1
+
+    def figures(self, late: int = 0) -> Figures:
+        """What ClickHouse must hold, with ``late`` more facts flagged late."""
+        windows = {k: (len(a), self.counts[k]) for k, a in self.actors.items()}
+        return Figures(windows, self.n + late, self.n + late, late)
+
+
 def oracle(
     on_time: Iterable[dict[str, Any]],
     units: dict[str, str],
@@ -97,21 +126,12 @@ def oracle(
 ) -> Figures:
     """Expected figures: ``on_time`` events counted in windows (each event id once); ``late``
     events (new ids arriving after their windows closed) only in the facts, flagged late."""
-    seen: set[str] = set()
-    actors: dict[WindowKey, set[str]] = defaultdict(set)
-    counts: Counter[WindowKey] = Counter()
+    counted = WindowOracle(units)
     for ev in on_time:
-        if ev["event_id"] in seen:
-            continue
-        seen.add(ev["event_id"])
-        t = datetime.fromisoformat(ev["occurred_at"].replace("Z", "+00:00")).timestamp()
-        unit = ev.get("actor_unit") or units.get(ev["actor_id"], "unknown")
-        key = (int(t) // WINDOW_S * WINDOW_S, unit)
-        actors[key].add(ev["actor_id"])
-        counts[key] += 1
-    late_ids = {ev["event_id"] for ev in late} - seen
-    n = len(seen) + len(late_ids)
-    return Figures({k: (len(actors[k]), counts[k]) for k in actors}, n, n, len(late_ids))
+        counted.add(ev)
+    assert counted.seen is not None
+    late_ids = {ev["event_id"] for ev in late} - counted.seen
+    return counted.figures(late=len(late_ids))
 
 
 def read_figures(settings: Settings) -> Figures:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 import urllib.request
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,10 @@ from pipeline.producer import (
 )
 from pipeline.settings import Settings
 from tests.conftest import TEST_KEY, configure
+from tests.faults.harness import WINDOW_S, metric_value, oracle
 
 pytestmark = pytest.mark.integration
 
-WINDOW_S = 3600
 #: every analyst view: a pure function of the facts, so 1 and 2 workers must agree exactly
 ANALYST_VIEWS = (
     "daily_active_by_unit",
@@ -104,27 +104,6 @@ def dataset(
     return mixed, dir_path, good, units
 
 
-def oracle(
-    events: list[dict[str, Any]], units: dict[str, str]
-) -> dict[tuple[int, str], tuple[int, int]]:
-    """(window start s, unit) -> (distinct actors, events); de-duplicated by event_id."""
-    seen: set[str] = set()
-    actors: dict[tuple[int, str], set[str]] = defaultdict(set)
-    counts: Counter[tuple[int, str]] = Counter()
-    for ev in events:
-        if ev["event_id"] in seen:
-            continue
-        seen.add(ev["event_id"])
-        t = datetime.fromisoformat(ev["occurred_at"].replace("Z", "+00:00")).timestamp()
-        key = (
-            int(t) // WINDOW_S * WINDOW_S,
-            ev.get("actor_unit") or units.get(ev["actor_id"], "unknown"),
-        )
-        actors[key].add(ev["actor_id"])
-        counts[key] += 1
-    return {k: (len(actors[k]), counts[k]) for k in actors}
-
-
 def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int) -> dict[str, Any]:
     """Produce the file, run ``workers`` workers until drained; collect what they produced."""
     from pipeline.backfill import BACKFILL_ENV
@@ -190,15 +169,6 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
     }
 
 
-def metric_sum(texts: list[str], name: str, label: str = "") -> float:
-    total = 0.0
-    for text in texts:
-        for line in text.splitlines():
-            if line.startswith(name) and label in line and not line.startswith("#"):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 @pytest.fixture(scope="module")
 def one_worker(dataset: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     mp = pytest.MonkeyPatch()
@@ -215,7 +185,7 @@ def _settings(mp: pytest.MonkeyPatch, root: Path) -> Settings:
 
 def test_clickhouse_windows_equal_the_oracle(one_worker: dict[str, Any], dataset: Any) -> None:
     _, _, good, units = dataset
-    expected = oracle(good, units)
+    expected = oracle(good, units).windows
     assert one_worker["facts"][1] == 0, "input in time order: nothing may be late here"
     assert one_worker["windows"] == expected
 
@@ -235,11 +205,12 @@ def test_invalid_messages_all_in_dead_letter_topic(one_worker: dict[str, Any]) -
 
 def test_metrics_expose_counts_and_gauges(one_worker: dict[str, Any], dataset: Any) -> None:
     texts = one_worker["metrics"]
-    assert metric_sum(texts, "teilhabe_events_ingested_total") == len(dataset[2])
+    all_text = "\n".join(texts)
+    assert metric_value(all_text, "teilhabe_events_ingested_total") == len(dataset[2])
     for reason, n in Counter(BAD_LINES.values()).items():
-        assert metric_sum(texts, "teilhabe_events_invalid_total", f'reason="{reason}"') == n
-    assert metric_sum(texts, "teilhabe_engagement_active_users") > 0
-    assert metric_sum(texts, "teilhabe_window_flushes_total") > 0
+        assert metric_value(all_text, "teilhabe_events_invalid_total", f'reason="{reason}"') == n
+    assert metric_value(all_text, "teilhabe_engagement_active_users") > 0
+    assert metric_value(all_text, "teilhabe_window_flushes_total") > 0
     lag = [
         line
         for text in texts
