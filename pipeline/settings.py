@@ -154,6 +154,57 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of /metrics (0 = any).")
 
+    # --- Grafana (teilhabe grafana push) ---------------------------------------------------
+    grafana_url: str = Field(
+        "http://127.0.0.1:3000", description="Grafana to upload dashboards and datasources to."
+    )
+    grafana_token: SecretStr | None = Field(
+        None, description="Grafana service account token (or ..._TOKEN_FILE)."
+    )
+    grafana_token_file: Path | None = Field(
+        None, description="File holding the Grafana token; must be readable by its owner only."
+    )
+    grafana_prometheus_url: str = Field(
+        "http://prometheus:9090", description="Prometheus URL as Grafana reaches it (datasource)."
+    )
+    grafana_clickhouse_host: str = Field(
+        "clickhouse", description="ClickHouse host as Grafana reaches it (datasource)."
+    )
+    grafana_clickhouse_port: int = Field(
+        8123, ge=1, le=65535, description="ClickHouse HTTP port as Grafana reaches it."
+    )
+    grafana_clickhouse_user: str = Field(
+        "analyst", description="Read-only ClickHouse user of the Grafana datasource."
+    )
+    grafana_clickhouse_password_file: Path | None = Field(
+        None, description="File with that user's password (sent to Grafana as a secure field)."
+    )
+
+    # --- Webhooks (live ingest over HTTP, served by the worker) -----------------------------
+    webhook_enabled: bool = Field(False, description="Serve the HTTP ingest endpoint.")
+    webhook_host: str = Field("127.0.0.1", description="Bind address of the ingest endpoint.")
+    webhook_port: int = Field(
+        8088, ge=0, le=65535, description="Port of the ingest endpoint (0 = any)."
+    )
+    webhook_token_file: Path | None = Field(
+        None, description="Bearer token for POST /v1/events (file, owner-only)."
+    )
+    slack_signing_secret_file: Path | None = Field(
+        None, description="Slack app signing secret for POST /v1/slack/events (file, owner-only)."
+    )
+    mattermost_token_file: Path | None = Field(
+        None, description="Mattermost outgoing webhook token(s), one per line (file, owner-only)."
+    )
+    webhook_max_bytes: int = Field(
+        1_048_576, ge=1024, description="Larger request bodies are refused with 413."
+    )
+    webhook_rate_per_s: float = Field(
+        200.0, gt=0, description="Requests per second accepted per source; above: 429."
+    )
+    webhook_burst: int = Field(
+        400, ge=1, description="Requests a source may send at once before the rate applies."
+    )
+
     # --- Process ---------------------------------------------------------------------------
     data_dir: Path = Field(Path("./var"), description="Local state, keys and logs.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
