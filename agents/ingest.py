@@ -94,7 +94,7 @@ def register(rt: Runtime) -> None:
             if decoded.end_of_input:
                 ended.append(msg.partition)
             for ev in decoded.events:
-                enrich(ev, rt.pseudonymise, rt.lookup)
+                enrich(ev, rt.pseudonymise, rt.lookup, pseudonymised=decoded.pseudonymised)
                 del ev["occurred_at"]  # ts carries it; keeps the envelope small
                 routed[(partition_for(ev["actor_id"], partitions), msg.partition)].append(ev)
         for (partition, source), events in routed.items():

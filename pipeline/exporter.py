@@ -30,6 +30,7 @@ INVALID_REASONS = (
     "unknown_event_type",
     "bad_timestamp",
     "future_timestamp",
+    "bad_pseudonym",
 )
 
 

@@ -18,7 +18,7 @@ import orjson
 
 from pipeline.contract import validate_event
 from pipeline.errors import InvalidEvent
-from pipeline.pseudonym import Pseudonymiser
+from pipeline.pseudonym import PSEUDONYM_HEX_CHARS, Pseudonymiser
 
 UNKNOWN_UNIT = "unknown"
 MAX_NESTING_HINT = 64  # orjson itself refuses documents nested deeper than 1024 levels
@@ -41,6 +41,7 @@ class Decoded:
     events: list[dict[str, Any]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     end_of_input: bool = False  # the envelope ends its input partition (bounded input)
+    pseudonymised: bool = False  # person ids were pseudonymised by the sender (import, webhook)
 
 
 def decode_message(
@@ -70,10 +71,19 @@ def decode_message(
             out.dead.append(DeadLetter("bad_envelope", "end_of_input must be true or false", value))
             return out
         out.end_of_input = end
+        pseudonymised = doc.get("pseudonymised", False)
+        if not isinstance(pseudonymised, bool):
+            detail = "pseudonymised must be true or false"
+            out.dead.append(DeadLetter("bad_envelope", detail, value))
+            return out
+        out.pseudonymised = pseudonymised
         spans: list[bytes] | None = None  # items' original bytes, found once one is bad
         for i, item in enumerate(items):
             try:
-                out.events.append(validate_event(item, now_ms, future_tolerance_ms))
+                event = validate_event(item, now_ms, future_tolerance_ms)
+                if pseudonymised:
+                    check_pseudonyms(event)
+                out.events.append(event)
             except InvalidEvent as exc:
                 if spans is None:
                     spans = _envelope_items(value)
@@ -86,6 +96,22 @@ def decode_message(
     except InvalidEvent as exc:
         out.dead.append(DeadLetter(exc.reason, exc.detail, value))
     return out
+
+
+_PSEUDONYM = re.compile(rf"[0-9a-f]{{{PSEUDONYM_HEX_CHARS}}}")
+
+
+def check_pseudonyms(event: Mapping[str, Any]) -> None:
+    """Raise ``bad_pseudonym`` unless the event's person ids are pseudonyms.
+
+    An envelope marked ``"pseudonymised": true`` skips the worker's HMAC; a raw id in it
+    would otherwise reach the facts, so anything that does not look like one is refused.
+    """
+    for name in ("actor_id", "target_actor_id"):
+        value = event.get(name)
+        if value and not _PSEUDONYM.fullmatch(value):
+            detail = f"{name} is not a pseudonym in a pseudonymised envelope"
+            raise InvalidEvent("bad_pseudonym", detail)
 
 
 def _bad_utf8(value: bytes) -> bool:
@@ -208,20 +234,26 @@ def _unit(entry: Mapping[str, Any] | None) -> str:
 
 
 def enrich(
-    event: dict[str, Any], pseudonymise: Pseudonymiser, directory: DirectoryLookup
+    event: dict[str, Any],
+    pseudonymise: Pseudonymiser,
+    directory: DirectoryLookup,
+    *,
+    pseudonymised: bool = False,
 ) -> dict[str, Any]:
     """Replace raw person ids by pseudonyms (in place) and fill missing units from the directory.
 
-    Events whose person the directory does not know (or whose record has no usable unit) keep
-    their own unit or get ``unknown``: counted, never dropped. Returns the same dict for chaining.
+    ``pseudonymised``: the sender already did it with the same key (``teilhabe import``,
+    webhooks), so the ids are kept. Events whose person the directory does not know (or whose
+    record has no usable unit) keep their own unit or get ``unknown``: counted, never dropped.
+    Returns the same dict for chaining.
     """
-    actor = pseudonymise(event["actor_id"])
+    actor = event["actor_id"] if pseudonymised else pseudonymise(event["actor_id"])
     event["actor_id"] = actor
     if not event["actor_unit"]:
         event["actor_unit"] = _unit(directory(actor))
     raw_target = event["target_actor_id"]
     if raw_target:
-        target = pseudonymise(raw_target)
+        target = raw_target if pseudonymised else pseudonymise(raw_target)
         event["target_actor_id"] = target
         if not event["target_unit"]:
             event["target_unit"] = _unit(directory(target))

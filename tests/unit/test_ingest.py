@@ -170,3 +170,24 @@ def test_end_of_input_envelope_is_recognised_and_checked() -> None:
     assert [d.reason for d in bad.dead] == ["bad_envelope"] and not bad.end_of_input
     doc = orjson.loads(END_OF_INPUT)
     jsonschema.Draft202012Validator(load_schema("envelope.v1.json")).validate(doc)
+
+
+def test_pseudonymised_envelope_keeps_pseudonyms_and_refuses_raw_ids() -> None:
+    p = Pseudonymiser(b"k" * 32)
+    pre = dict(GOOD, actor_id=p("anna@example.org"), target_actor_id=p("jonas@example.org"))
+    decoded = decode(orjson.dumps({"events": [pre, GOOD], "pseudonymised": True}))
+    assert decoded.pseudonymised and len(decoded.events) == 1
+    # the raw-id event is refused, not hashed: a sender's mistake must not pass silently
+    assert [(d.reason, d.index) for d in decoded.dead] == [("bad_pseudonym", 1)]
+    directory = {p("anna@example.org"): {"unit": "IT"}}
+    ev = enrich(decoded.events[0], p, directory.get, pseudonymised=True)
+    assert ev["actor_id"] == p("anna@example.org") and ev["actor_unit"] == "IT"
+    assert ev["target_actor_id"] == p("jonas@example.org")
+    # the same event without the flag is hashed once more (a different id)
+    plain = decode(orjson.dumps({"events": [pre]}))
+    assert not plain.pseudonymised
+    assert enrich(plain.events[0], p, directory.get)["actor_id"] != p("anna@example.org")
+    bad_flag = decode(orjson.dumps({"events": [pre], "pseudonymised": "yes"}))
+    assert [d.reason for d in bad_flag.dead] == ["bad_envelope"] and not bad_flag.events
+    envelope = {"events": [], "pseudonymised": True}
+    jsonschema.Draft202012Validator(load_schema("envelope.v1.json")).validate(envelope)
