@@ -222,7 +222,7 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
             settings.min_group_size,
             int(time.time() * 1000),
         )
-        refresh_fact_gauges(sink)
+        refresh_fact_gauges(sink, settings.min_group_size)
 
     @app.timer(interval=FACT_GAUGES_INTERVAL_S)
     async def fact_gauges() -> None:

@@ -34,6 +34,11 @@ INVALID_REASONS = (
 )
 
 
+#: Label bounds of the per-space and per-platform gauges (the busiest ones; the rest is in
+#: ClickHouse): space and platform names come from the input, so they must be capped.
+TOP_SPACES = 20
+TOP_PLATFORMS = 10
+
 #: Logger (top-level name) -> component label of ``teilhabe_client_problems_total``.
 CLIENT_COMPONENTS = {"aiokafka": "kafka", "kafka": "kafka", "faust": "faust", "mode": "faust"}
 
@@ -85,6 +90,8 @@ class PipelineMetrics:
     ideation: Gauge
     facts_day: Gauge
     consumer_lag: Gauge
+    space_active: Gauge
+    platform_active: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -256,6 +263,20 @@ class PipelineMetrics:
                 "Messages between the partition's high watermark and the next one this worker "
                 "hands out (set at each fetch; partitions bounded by the topic's count)",
                 ["topic", "partition"],
+                registry=r,
+            ),
+            space_active=Gauge(
+                "teilhabe_space_active_users",
+                f"Distinct active people in the {TOP_SPACES} busiest spaces, newest day "
+                "(daily_active_by_space; spaces below k left out)",
+                ["space", "platform"],
+                registry=r,
+            ),
+            platform_active=Gauge(
+                "teilhabe_platform_active_users",
+                f"Distinct active people per platform (at most {TOP_PLATFORMS}), newest day "
+                "(platforms below k left out)",
+                ["platform"],
                 registry=r,
             ),
         )

@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.baseline import baseline_ratios, baseline_starts
 from pipeline.contract import OPTIONAL_FIELDS
-from pipeline.exporter import PipelineMetrics
+from pipeline.exporter import TOP_PLATFORMS, TOP_SPACES, PipelineMetrics
 from pipeline.windows import Checkpoint, ClosedWindow
 
 log = logging.getLogger(__name__)
@@ -249,12 +249,15 @@ def refresh_unanswered_gauge(
             gauge.labels(str(unit)).set(int(posts))
 
 
-def refresh_fact_gauges(sink: ClickHouseSink) -> None:
-    """Set the cross-silo, participation and ideation gauges from the analyst views' newest
-    day (the views already leave out groups below k; nothing here can add a person label)."""
+def refresh_fact_gauges(sink: ClickHouseSink, min_group_size: int) -> None:
+    """Set the cross-silo, participation, ideation, space and platform gauges from the newest
+    day of the facts (the views leave out groups below k; the platform query applies k
+    itself; nothing here can add a person label; spaces and platforms are capped)."""
     db, m = sink.database, sink.metrics
-    day = sink.client.query(f"SELECT max(day) FROM {db}.events FINAL").result_rows[0][0]
-    for gauge in (m.ei_index, m.cross_silo_share, m.participation, m.ideation):
+    # duplicates cannot change the newest day: no FINAL (a merge of the whole table)
+    day = sink.client.query(f"SELECT max(day) FROM {db}.events").result_rows[0][0]
+    gauges = (m.ei_index, m.cross_silo_share, m.participation, m.ideation)
+    for gauge in (*gauges, m.space_active, m.platform_active):
         gauge.clear()
     if day is None or day.year < 1971:  # no facts yet
         return
@@ -280,6 +283,19 @@ def refresh_fact_gauges(sink: ClickHouseSink) -> None:
     ).result_rows:
         for kind, n in zip(("ideas", "votes", "comments"), kinds, strict=True):
             m.ideation.labels(unit, kind).set(n)
+    for space, platform, active in sink.client.query(
+        f"SELECT space_id, platform, active_users FROM {db}.daily_active_by_space "
+        f"WHERE day = {{d:Date}} ORDER BY active_users DESC, space_id LIMIT {TOP_SPACES}",
+        parameters=params,
+    ).result_rows:
+        m.space_active.labels(space, platform).set(active)
+    for platform, active in sink.client.query(
+        f"SELECT ifNull(platform, '') AS p, uniqExact(actor_id) AS people "
+        f"FROM {db}.events FINAL WHERE day = {{d:Date}} GROUP BY p "
+        f"HAVING people >= {{k:UInt32}} ORDER BY people DESC, p LIMIT {TOP_PLATFORMS}",
+        parameters={**params, "k": min_group_size},
+    ).result_rows:
+        m.platform_active.labels(platform).set(active)
 
 
 class DirectorySync:

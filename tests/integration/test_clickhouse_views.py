@@ -222,7 +222,7 @@ def test_fact_gauges_show_the_newest_day_of_the_views(sink: Any) -> None:
             )
         )
     s.flush(rows, [], {})
-    refresh_fact_gauges(s)
+    refresh_fact_gauges(s, min_group_size=5)
     get = s.metrics.registry.get_sample_value
     assert get("teilhabe_ei_index", {"unit": "A"}) == (6 - 2) / 8
     assert get("teilhabe_ei_index", {"unit": "B"}) == 1.0
@@ -231,3 +231,38 @@ def test_fact_gauges_show_the_newest_day_of_the_views(sink: Any) -> None:
     assert get("teilhabe_participation_people", {"unit": "A", "tier": "observers"}) == 0
     assert get("teilhabe_ideation", {"unit": "B", "kind": "ideas"}) == 6
     assert get("teilhabe_facts_day_timestamp_seconds") == T0.replace(hour=0).timestamp()
+
+
+def test_space_and_platform_gauges_are_capped_and_k_suppressed(sink: Any) -> None:
+    """The busiest TOP_SPACES spaces (by distinct people, newest day) and the platforms with
+    at least k people: input-defined label values cannot grow without bound."""
+    from pipeline.exporter import TOP_SPACES
+    from pipeline.sink import refresh_fact_gauges
+
+    s, _ = sink
+    t_new = int(T0.timestamp() * 1000)
+    rows, people = [], TOP_SPACES + 5
+    for i in range(people):  # space s{i} has i + 1 distinct people on slack
+        for j in range(i + 1):
+            ev = dict.fromkeys(EVENT_COLUMNS[4:-2])
+            ev.update(event_id=f"s{i}-{j}", event_type="post_created", ts=t_new + j)
+            ev.update(actor_id=f"p{j}", actor_unit="A", space_id=f"s{i:02d}", platform="slack")
+            rows.append(event_row(ev, late=False))
+    for j in range(4):  # mattermost: 4 people, below k = 5
+        ev = dict.fromkeys(EVENT_COLUMNS[4:-2])
+        ev.update(event_id=f"m{j}", event_type="view", ts=t_new, actor_id=f"p{j}")
+        ev.update(actor_unit="A", space_id="tiny", platform="mattermost")
+        rows.append(event_row(ev, late=False))
+    s.flush(rows, [], {})
+    refresh_fact_gauges(s, min_group_size=5)
+    samples = {
+        sample.labels["space"]: sample.value
+        for family in s.metrics.registry.collect()
+        if family.name == "teilhabe_space_active_users"
+        for sample in family.samples
+    }
+    busiest = {f"s{i:02d}": float(i + 1) for i in range(people - TOP_SPACES, people)}
+    assert samples == busiest
+    get = s.metrics.registry.get_sample_value
+    assert get("teilhabe_platform_active_users", {"platform": "slack"}) == people
+    assert get("teilhabe_platform_active_users", {"platform": "mattermost"}) is None
