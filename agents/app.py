@@ -36,7 +36,6 @@ from pipeline.sink import (
 log = logging.getLogger("teilhabe.worker")
 
 BROKER_PROBE_INTERVAL_S = 5.0
-FACT_GAUGES_INTERVAL_S = 60.0
 
 
 class DirectoryTable(GlobalTable):
@@ -224,7 +223,7 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         )
         refresh_fact_gauges(sink, settings.min_group_size)
 
-    @app.timer(interval=FACT_GAUGES_INTERVAL_S)
+    @app.timer(interval=settings.fact_gauges_interval_s)
     async def fact_gauges() -> None:
         try:
             await asyncio.get_running_loop().run_in_executor(None, refresh_from_facts)

@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     )
 
     # --- Exposition ------------------------------------------------------------------------
+    fact_gauges_interval_s: float = Field(
+        60.0,
+        ge=1,
+        description="How often a worker refreshes the gauges computed from the facts "
+        "(cross-silo, response, participation, ideation, spaces, platforms).",
+    )
     metrics_host: str = Field("127.0.0.1", description="Bind address of /metrics.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of /metrics (0 = any).")
 
