@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from kafka import KafkaProducer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -42,19 +44,41 @@ def run_backfill(
     console: Console | None = None,
 ) -> dict[str, int]:
     """Process ``events_file`` end to end; returns a summary of what reached ClickHouse."""
-    console = console or Console(stderr=True)
     if not events_file.exists():
         raise FileNotFoundError(f"no such file: {events_file}")
+    console = console or Console(stderr=True)
+
+    def send(producer: KafkaProducer, progress: Callable[[int], None]) -> None:
+        if directory_file is not None:
+            n = produce_directory_file(producer, settings, directory_file)
+            console.print(f"directory: {n} people")
+        produce_events(producer, settings.topic_events, read_jsonl(events_file), progress=progress)
+
+    total = sum(1 for _ in read_jsonl(events_file))
+    return run_bounded(settings, send, total, workers, timeout_s, console)
+
+
+Sender = Callable[[KafkaProducer, Callable[[int], None]], None]
+
+
+def run_bounded(
+    settings: Settings,
+    send: Sender,
+    total: int | None,
+    workers: int = 1,
+    timeout_s: float = 3600.0,
+    console: Console | None = None,
+) -> dict[str, int]:
+    """Start the stack and ``workers`` workers, let ``send`` produce a bounded input (it calls
+    its progress callback with the events sent), end it with end-of-input markers and wait
+    until every offset is committed (= in ClickHouse). Shared by ``backfill`` and ``import``."""
+    console = console or Console(stderr=True)
     settings.read_pseudonym_key()  # fail before anything starts when there is no key
     started = time.monotonic()
     with DevStack(settings, extra_env=BACKFILL_ENV) as stack:
         producer = make_producer(stack.bootstrap, tansu=settings.tansu)
-        if directory_file is not None:
-            n = produce_directory_file(producer, settings, directory_file)
-            console.print(f"directory: {n} people")
         for _ in range(workers):
             stack.start_worker()
-        total = sum(1 for _ in read_jsonl(events_file))
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -63,12 +87,7 @@ def run_backfill(
         )
         with Progress(*columns, console=console, transient=False) as progress:
             sent_task = progress.add_task("produced ", total=total)
-            produce_events(
-                producer,
-                settings.topic_events,
-                read_jsonl(events_file),
-                progress=lambda n: progress.advance(sent_task, n),
-            )
+            send(producer, lambda n: progress.advance(sent_task, n))
             produce_end_of_input(producer, settings.topic_events)
             producer.close()
             done_task = progress.add_task("processed (offsets)", total=None)

@@ -243,6 +243,65 @@ def backfill(
         raise _fail(exc) from None
 
 
+@app.command("import")
+def import_(
+    fmt: Annotated[
+        str,
+        typer.Argument(metavar="FORMAT", help="slack, mattermost, viva-engage, mbox or perceval"),
+    ],
+    source: Annotated[Path, typer.Argument(help="The export: ZIP, directory, .mbox or JSON lines")],
+    backfill: Annotated[
+        bool, typer.Option(help="Run the whole pipeline here and exit when all is in ClickHouse")
+    ] = False,
+    directory: Annotated[
+        Path | None, typer.Option(help="People CSV sent before the events (see directory import)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Only write the events (RAW ids!) to this JSON-lines file")
+    ] = None,
+    end_of_input: Annotated[
+        bool, typer.Option(help="Mark the end of this bounded input (workers in end_of_input mode)")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes for --backfill")] = 1,
+    timeout: Annotated[float, typer.Option(help="Give up a --backfill after this many s")] = 3600.0,
+) -> None:
+    """Import a platform's export: to the configured Kafka, or --backfill through the pipeline."""
+    from pipeline.importer import run_import
+
+    s = _settings()
+    try:
+        run_import(
+            s,
+            fmt,
+            source,
+            backfill=backfill,
+            end_of_input=end_of_input,
+            out=out,
+            people_csv=directory,
+            workers=workers,
+            timeout_s=timeout,
+        )
+    except (TeilhabeError, TimeoutError, RuntimeError) as exc:
+        raise _fail(exc) from None
+
+
+directory_app = typer.Typer(help="The org directory: who belongs to which unit.")
+app.add_typer(directory_app, name="directory")
+
+
+@directory_app.command("import")
+def directory_import(
+    file: Annotated[Path, typer.Argument(help="CSV: person (or email, user_id), unit, more...")],
+) -> None:
+    """Send a people CSV to the directory topic (person keys pseudonymised first)."""
+    from pipeline.importer import import_directory
+
+    try:
+        import_directory(_settings(), file)
+    except (TeilhabeError, OSError) as exc:
+        raise _fail(exc) from None
+
+
 @app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="Events/s of the synthetic organisation")] = 200.0,

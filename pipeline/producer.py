@@ -75,12 +75,20 @@ class _Confirmations:
             )
 
 
-def envelopes(lines: Iterable[bytes], size: int) -> Iterator[tuple[bytes, int]]:
+def envelopes(
+    lines: Iterable[bytes], size: int, pseudonymised: bool = False
+) -> Iterator[tuple[bytes, int]]:
     """Group raw event lines into envelope messages; yields (message, events in it).
 
     Lines are spliced in as they are, so an invalid line still reaches the worker (and its
-    dead-letter topic) instead of being judged here.
+    dead-letter topic) instead of being judged here. ``pseudonymised``: the lines' person ids
+    are pseudonyms already (``teilhabe import``), always sent in marked envelopes.
     """
+    if pseudonymised:
+        head = b'{"schema_version":1,"pseudonymised":true,"events":['
+        for chunk in _chunks(lines, max(size, 1)):
+            yield head + b",".join(chunk) + b"]}", len(chunk)
+        return
     if size <= 1:
         for line in lines:
             yield line, 1
@@ -100,6 +108,17 @@ def envelopes(lines: Iterable[bytes], size: int) -> Iterator[tuple[bytes, int]]:
         yield _envelope(batch), len(batch)
 
 
+def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _envelope(lines: list[bytes]) -> bytes:
     return b'{"schema_version":1,"events":[' + b",".join(lines) + b"]}"
 
@@ -111,15 +130,17 @@ def produce_events(
     envelope_size: int = DEFAULT_ENVELOPE_SIZE,
     rate_per_s: float | None = None,
     progress: Callable[[int], None] | None = None,
+    pseudonymised: bool = False,
 ) -> int:
     """Send event lines to ``topic``; returns the number of events sent.
 
     ``rate_per_s`` paces the stream (events per second); None sends as fast as possible.
+    ``pseudonymised``: see ``envelopes``.
     """
     sent = 0
     started = time.monotonic()
     confirmations = _Confirmations()
-    for message, n in envelopes(lines, envelope_size):
+    for message, n in envelopes(lines, envelope_size, pseudonymised):
         producer.send(topic, value=message).add_errback(confirmations.on_error)
         sent += n
         if progress is not None:

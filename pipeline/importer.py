@@ -1,0 +1,262 @@
+"""``teilhabe import`` and ``teilhabe directory import``: platform data into the pipeline.
+
+A connector (``pipeline.connectors.<format>``) streams a platform's export as contract events
+with the platform's own person ids. Here, before anything is written anywhere, units are
+filled from the export's own profile fields and every person id is pseudonymised with the
+pipeline's key; the events then go to Kafka in envelopes marked ``"pseudonymised": true`` (the
+worker keeps those ids; see ``pipeline.ingest.check_pseudonyms``). Only ``--out`` writes raw
+ids, to a file the user asked for, with a warning.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaProducer
+from rich.console import Console
+
+from pipeline.connectors.base import ImportContext, ImportStats, RawEvent, Reader
+from pipeline.errors import TeilhabeError
+from pipeline.pseudonym import Pseudonymiser
+from pipeline.settings import Settings
+
+#: Format name on the command line -> connector module.
+FORMATS: dict[str, str] = {
+    "slack": "pipeline.connectors.slack",
+    "mattermost": "pipeline.connectors.mattermost",
+    "viva-engage": "pipeline.connectors.viva_engage",
+    "mbox": "pipeline.connectors.mbox",
+    "perceval": "pipeline.connectors.perceval",
+}
+
+#: Column names accepted for the person key of a directory CSV (first found wins).
+PERSON_COLUMNS = ("person", "person_id", "email", "user_id", "username")
+
+
+def reader_for(fmt: str) -> Reader:
+    """The ``read`` function of a format's connector; a clear error for unknown formats."""
+    if fmt not in FORMATS:
+        raise TeilhabeError(f"unknown format {fmt!r}; known: {', '.join(sorted(FORMATS))}")
+    reader: Reader = importlib.import_module(FORMATS[fmt]).read
+    return reader
+
+
+def prepare(
+    events: Iterable[RawEvent], ctx: ImportContext, pseudonymise: Pseudonymiser | None
+) -> Iterator[bytes]:
+    """Count, fill units from the export's profiles, pseudonymise; yields JSON lines.
+
+    ``pseudonymise`` None keeps the raw ids (``--out`` only).
+    """
+    people = ctx.people
+    for ev in events:
+        ctx.stats.emitted(ev)
+        for id_field, unit_field in (
+            ("actor_id", "actor_unit"),
+            ("target_actor_id", "target_unit"),
+        ):
+            raw = ev.get(id_field)
+            if not raw:
+                continue
+            if not ev.get(unit_field):
+                unit = people.get(raw, {}).get("unit")
+                if unit:
+                    ev[unit_field] = unit
+            if pseudonymise is not None:
+                ev[id_field] = pseudonymise(raw)
+        yield orjson.dumps(ev)
+
+
+def directory_records(people: dict[str, dict[str, str]]) -> Iterator[dict[str, Any]]:
+    """Directory records (raw person id, unit, attributes) of the export's profiles with a
+    unit; ``produce_directory`` pseudonymises them."""
+    for person, attrs in people.items():
+        if attrs.get("unit"):
+            yield {"person_id": person, **attrs}
+
+
+@dataclass
+class ImportRun:
+    """One import: what to read, and where the events go."""
+
+    settings: Settings
+    fmt: str
+    source: Path
+    console: Console
+    people_csv: Path | None = None  # a directory CSV sent before the events
+
+    def __post_init__(self) -> None:
+        self.reader = reader_for(self.fmt)
+        if not self.source.exists():
+            raise TeilhabeError(f"{self.source}: no such file or directory")
+        self.ctx = ImportContext()
+
+    def lines(self, pseudonymise: Pseudonymiser | None) -> Iterator[bytes]:
+        """The export's events as JSON lines."""
+        return prepare(self.reader(self.source, self.ctx), self.ctx, pseudonymise)
+
+    def send(self, producer: KafkaProducer, progress: Callable[[int], None]) -> None:
+        """Events (pseudonymised, marked envelopes), then the export's people to the
+        directory topic."""
+        from pipeline.producer import produce_directory, produce_events
+
+        s = self.settings
+        pseudonymise = Pseudonymiser(s.read_pseudonym_key())
+        if self.people_csv is not None:
+            n = produce_directory(
+                producer, s.topic_directory, list(read_people_csv(self.people_csv)), pseudonymise
+            )
+            self.console.print(f"directory: {n} people from {self.people_csv}")
+        produce_events(
+            producer,
+            s.topic_events,
+            self.lines(pseudonymise),
+            progress=progress,
+            pseudonymised=True,
+        )
+        n = produce_directory(
+            producer, s.topic_directory, directory_records(self.ctx.people), pseudonymise
+        )
+        if n:
+            self.console.print(f"directory: {n} people with a unit from the export's profiles")
+
+    def write(self, out: Path) -> int:
+        """Write the events with raw ids to ``out`` (the user asked for it); returns count."""
+        self.console.print(
+            f"[yellow]warning:[/] {out} holds raw person ids (not pseudonymised): "
+            "protect it and delete it when done"
+        )
+        n = 0
+        with open(out, "wb") as fh:
+            for line in self.lines(None):
+                fh.write(line + b"\n")
+                n += 1
+        return n
+
+
+def summary_lines(stats: ImportStats) -> list[str]:
+    """The closing summary: events by type, skipped records by reason, time range."""
+    out = [f"events: {sum(stats.events.values())}"]
+    out += [f"  {etype}: {n}" for etype, n in sorted(stats.events.items())]
+    out.append(f"skipped records: {sum(stats.skipped.values())}")
+    out += [f"  {reason}: {n}" for reason, n in sorted(stats.skipped.items())]
+    if stats.first is not None and stats.last is not None:
+        out.append(f"first event: {stats.first.isoformat()}")
+        out.append(f"last event:  {stats.last.isoformat()}")
+    return out
+
+
+def run_import(
+    settings: Settings,
+    fmt: str,
+    source: Path,
+    *,
+    backfill: bool = False,
+    end_of_input: bool = False,
+    out: Path | None = None,
+    people_csv: Path | None = None,
+    workers: int = 1,
+    timeout_s: float = 3600.0,
+    console: Console | None = None,
+) -> ImportStats:
+    """Import ``source`` in format ``fmt``: to ``out`` (raw ids), through the whole pipeline
+    (``backfill``), or to the configured Kafka; prints the closing summary."""
+    console = console or Console(stderr=True)
+    run = ImportRun(settings, fmt, source, console, people_csv)
+    if out is not None:
+        run.write(out)
+    elif backfill:
+        from pipeline.backfill import run_bounded
+
+        run_bounded(settings, run.send, None, workers, timeout_s, console)
+    else:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from pipeline.producer import make_producer, produce_end_of_input
+
+        if settings.embedded_broker:
+            raise TeilhabeError(
+                "import needs TEILHABE_KAFKA_BOOTSTRAP (a running pipeline), or --backfill "
+                "to run the whole pipeline here, or --out FILE"
+            )
+        producer = make_producer(settings.kafka_bootstrap, tansu=settings.tansu)
+        columns = (SpinnerColumn(), TextColumn("{task.description} {task.completed}"))
+        with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("events sent", total=None)
+            run.send(producer, lambda n: progress.advance(task, n))
+            if end_of_input:
+                produce_end_of_input(producer, settings.topic_events)
+        producer.close()
+    for line in summary_lines(run.ctx.stats):
+        console.print(line)
+    return run.ctx.stats
+
+
+def read_people_csv(path: Path) -> Iterator[dict[str, Any]]:
+    """Directory records from a CSV with a header: a person column (``person``, ``person_id``,
+    ``email``, ``user_id`` or ``username``: the key as the platform knows the person), ``unit``,
+    and any further columns as attributes (``cohorts``: several separated by ``;``).
+
+    Raises TeilhabeError naming the line for a row without person or unit.
+    """
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        rows = csv.DictReader(fh)
+        header = [h.strip() for h in rows.fieldnames or []]
+        person_col = next((c for c in PERSON_COLUMNS if c in header), None)
+        if person_col is None or "unit" not in header:
+            raise TeilhabeError(
+                f"{path}: the header needs a person column ({', '.join(PERSON_COLUMNS)}) "
+                f"and 'unit'; found {header}"
+            )
+        for n, row in enumerate(rows, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+            person, unit = row.pop(person_col, ""), row.pop("unit", "")
+            if not person or not unit:
+                raise TeilhabeError(f"{path}, line {n}: person and unit must not be empty")
+            record: dict[str, Any] = {"person_id": person.lower() if "@" in person else person}
+            record["unit"] = unit
+            for key, value in row.items():
+                if key == "cohorts":
+                    record["cohorts"] = [c.strip() for c in value.split(";") if c.strip()]
+                elif value:
+                    record[key] = value
+            yield record
+
+
+def import_directory(settings: Settings, path: Path, console: Console | None = None) -> int:
+    """Send a people CSV to the directory topic, pseudonymised; returns the people sent."""
+    from pipeline.producer import make_producer, produce_directory
+
+    console = console or Console(stderr=True)
+    if settings.embedded_broker:
+        raise TeilhabeError("directory import needs TEILHABE_KAFKA_BOOTSTRAP (a running pipeline)")
+    records = list(read_people_csv(path))  # validate the whole file before sending any of it
+    producer = make_producer(settings.kafka_bootstrap, tansu=settings.tansu)
+    try:
+        n = produce_directory(
+            producer,
+            settings.topic_directory,
+            records,
+            Pseudonymiser(settings.read_pseudonym_key()),
+        )
+    finally:
+        producer.close()
+    console.print(f"directory: {n} people sent from {path}")
+    return n
+
+
+def people_csv_text(records: Iterable[dict[str, Any]]) -> str:
+    """A people CSV for ``records`` (tests and examples): person, unit, cohorts."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["person", "unit", "cohorts"])
+    for rec in records:
+        writer.writerow([rec["person_id"], rec["unit"], ";".join(rec.get("cohorts", []))])
+    return buf.getvalue()
