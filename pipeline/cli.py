@@ -13,6 +13,7 @@ import orjson
 import typer
 
 from pipeline.errors import TeilhabeError
+from pipeline.grafana_cli import grafana_app
 from pipeline.settings import Settings, load_settings, write_key_file
 
 app = typer.Typer(
@@ -284,6 +285,8 @@ def import_(
     except (TeilhabeError, TimeoutError, RuntimeError) as exc:
         raise _fail(exc) from None
 
+
+app.add_typer(grafana_app, name="grafana")
 
 directory_app = typer.Typer(help="The org directory: who belongs to which unit.")
 app.add_typer(directory_app, name="directory")

@@ -291,9 +291,9 @@ class Settings(BaseSettings):
         if self.pseudonym_key is not None:
             key = self.pseudonym_key.get_secret_value().encode()
         elif self.pseudonym_key_file is not None:
-            key = _read_private_file(self.pseudonym_key_file, "TEILHABE_PSEUDONYM_KEY_FILE")
+            key = read_private_file(self.pseudonym_key_file, "TEILHABE_PSEUDONYM_KEY_FILE")
         elif self.demo:
-            key = _read_private_file(ensure_demo_key(self.data_dir), "TEILHABE_PSEUDONYM_KEY_FILE")
+            key = read_private_file(ensure_demo_key(self.data_dir), "TEILHABE_PSEUDONYM_KEY_FILE")
         else:
             raise ConfigError(
                 "no pseudonymisation key: set TEILHABE_PSEUDONYM_KEY_FILE (a file readable by its "
@@ -320,7 +320,7 @@ def write_key_file(path: Path) -> None:
         fh.write(os.urandom(32).hex())
 
 
-def _read_private_file(path: Path, variable: str) -> bytes:
+def read_private_file(path: Path, variable: str) -> bytes:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
