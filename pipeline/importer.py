@@ -11,8 +11,10 @@ ids, to a file the user asked for, with a warning.
 from __future__ import annotations
 
 import csv
+import heapq
 import importlib
 import io
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,8 @@ from kafka import KafkaProducer
 from rich.console import Console
 
 from pipeline.connectors.base import ImportContext, ImportStats, RawEvent, Reader
-from pipeline.errors import TeilhabeError
+from pipeline.contract import parse_time_ms
+from pipeline.errors import InvalidEvent, TeilhabeError
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
 
@@ -35,6 +38,10 @@ FORMATS: dict[str, str] = {
     "mbox": "pipeline.connectors.mbox",
     "perceval": "pipeline.connectors.perceval",
 }
+
+#: Events held in memory while sorting an import by event time (about 40 MB); more are
+#: sorted in runs on disk and merged.
+SORT_RUN_EVENTS = 100_000
 
 #: Column names accepted for the person key of a directory CSV (first found wins).
 PERSON_COLUMNS = ("person", "person_id", "email", "user_id", "username")
@@ -50,13 +57,16 @@ def reader_for(fmt: str) -> Reader:
 
 def prepare(
     events: Iterable[RawEvent], ctx: ImportContext, pseudonymise: Pseudonymiser | None
-) -> Iterator[bytes]:
-    """Count, fill units from the export's profiles, pseudonymise; yields JSON lines.
-
-    ``pseudonymise`` None keeps the raw ids (``--out`` only).
-    """
+) -> Iterator[tuple[int, bytes]]:
+    """Count, fill units from the export's profiles, pseudonymise; yields (event time in ms,
+    JSON line). ``pseudonymise`` None keeps the raw ids (``--out`` only)."""
     people = ctx.people
     for ev in events:
+        try:
+            ts = parse_time_ms(ev["occurred_at"])
+        except InvalidEvent:
+            ctx.stats.skip("bad_timestamp")  # a reader's defect; never a crash mid-import
+            continue
         ctx.stats.emitted(ev)
         for id_field, unit_field in (
             ("actor_id", "actor_unit"),
@@ -71,7 +81,52 @@ def prepare(
                     ev[unit_field] = unit
             if pseudonymise is not None:
                 ev[id_field] = pseudonymise(raw)
-        yield orjson.dumps(ev)
+        yield ts, orjson.dumps(ev)
+
+
+def time_sorted(
+    timed: Iterable[tuple[int, bytes]], run_size: int = SORT_RUN_EVENTS
+) -> Iterator[bytes]:
+    """The lines in event-time order, with at most ``run_size`` of them in memory.
+
+    Exports come in their own order (Slack: channel by channel; a CSV: any), and an event
+    older than its window's close would count as late; sorted, a bounded import gives exact
+    windows in any close mode. Beyond ``run_size`` lines, sorted runs are spilled to
+    temporary files (pseudonymised lines only) and merged: an external merge sort.
+    """
+    buffer: list[tuple[int, bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="teilhabe-import-") as tmp:
+        runs: list[Path] = []
+        for item in timed:
+            buffer.append(item)
+            if len(buffer) >= run_size:
+                runs.append(_spill(sorted(buffer, key=_first), Path(tmp) / f"run-{len(runs)}"))
+                buffer = []
+        buffer.sort(key=_first)
+        if not runs:
+            yield from (line for _, line in buffer)
+            return
+        # runs in arrival order, the rest last: equal times keep their order (stable)
+        merged = heapq.merge(*(_read_run(r) for r in runs), buffer, key=_first)
+        yield from (line for _, line in merged)
+
+
+def _first(item: tuple[int, bytes]) -> int:
+    return item[0]
+
+
+def _spill(items: list[tuple[int, bytes]], path: Path) -> Path:
+    with open(path, "wb") as fh:
+        for ts, line in items:
+            fh.write(b"%d %s\n" % (ts, line))
+    return path
+
+
+def _read_run(path: Path) -> Iterator[tuple[int, bytes]]:
+    with open(path, "rb") as fh:
+        for row in fh:
+            ts, line = row.rstrip(b"\n").split(b" ", 1)
+            yield int(ts), line
 
 
 def directory_records(people: dict[str, dict[str, str]]) -> Iterator[dict[str, Any]]:
@@ -98,9 +153,9 @@ class ImportRun:
             raise TeilhabeError(f"{self.source}: no such file or directory")
         self.ctx = ImportContext()
 
-    def lines(self, pseudonymise: Pseudonymiser | None) -> Iterator[bytes]:
-        """The export's events as JSON lines."""
-        return prepare(self.reader(self.source, self.ctx), self.ctx, pseudonymise)
+    def lines(self, pseudonymise: Pseudonymiser) -> Iterator[bytes]:
+        """The export's events as pseudonymised JSON lines, in event-time order."""
+        return time_sorted(prepare(self.reader(self.source, self.ctx), self.ctx, pseudonymise))
 
     def send(self, producer: KafkaProducer, progress: Callable[[int], None]) -> None:
         """Events (pseudonymised, marked envelopes), then the export's people to the
@@ -135,7 +190,8 @@ class ImportRun:
         )
         n = 0
         with open(out, "wb") as fh:
-            for line in self.lines(None):
+            # in the export's order: sorting would spill raw ids to temporary files
+            for _, line in prepare(self.reader(self.source, self.ctx), self.ctx, None):
                 fh.write(line + b"\n")
                 n += 1
         return n

@@ -1,0 +1,89 @@
+"""The import's own steps without Kafka: units from profiles, pseudonymisation, the external
+sort by event time, the people CSV and the summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.connectors.base import ImportContext, event, iso
+from pipeline.errors import TeilhabeError
+from pipeline.importer import (
+    directory_records,
+    prepare,
+    read_people_csv,
+    reader_for,
+    summary_lines,
+    time_sorted,
+)
+from pipeline.pseudonym import Pseudonymiser
+
+P = Pseudonymiser(b"k" * 32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 10**6), max_size=300), st.integers(1, 40))
+def test_time_sorted_equals_a_plain_sort_whatever_the_run_size(times: list[int], run: int) -> None:
+    items = [(t, f'{{"i":{i}}}'.encode()) for i, t in enumerate(times)]
+    got = list(time_sorted(items, run_size=run))
+    # stable: equal times keep the order in which they came
+    assert got == [line for _, line in sorted(items, key=lambda x: x[0])]
+
+
+def test_prepare_fills_units_from_profiles_and_pseudonymises_both_ids() -> None:
+    ctx = ImportContext()
+    ctx.people["anna@example.org"] = {"unit": "IT"}
+    ev = event(
+        "e1",
+        "mention",
+        iso(1_700_000_000),
+        "anna@example.org",
+        platform="slack",
+        target_actor_id="jonas@example.org",
+    )
+    bad = dict(ev, event_id="e2", occurred_at="yesterday")
+    ((ts, line),) = list(prepare([ev, bad], ctx, P))
+    doc = orjson.loads(line)
+    assert ts == 1_700_000_000_000
+    assert doc["actor_id"] == P("anna@example.org") and doc["actor_unit"] == "IT"
+    assert doc["target_actor_id"] == P("jonas@example.org") and "target_unit" not in doc
+    assert b"example.org" not in line
+    assert ctx.stats.events == {"mention": 1} and ctx.stats.skipped == {"bad_timestamp": 1}
+    assert summary_lines(ctx.stats)[:2] == ["events: 1", "  mention: 1"]
+    assert list(directory_records(ctx.people)) == [{"person_id": "anna@example.org", "unit": "IT"}]
+
+
+def test_people_csv_reads_keys_units_and_attributes(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(
+        "\ufeffemail,unit,location,cohorts\nAnna@Example.org,IT,Berlin,a; b\nU123,HR,,\n"
+    )
+    assert list(read_people_csv(path)) == [
+        {
+            "person_id": "anna@example.org",
+            "unit": "IT",
+            "location": "Berlin",
+            "cohorts": ["a", "b"],
+        },
+        {"person_id": "U123", "unit": "HR", "cohorts": []},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("name,team\nx,y\n", "header needs a person column"), ("person,unit\nx,\n", "line 2")],
+)
+def test_people_csv_errors_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(text)
+    with pytest.raises(TeilhabeError, match=message):
+        list(read_people_csv(path))
+
+
+def test_unknown_format_names_the_known_ones() -> None:
+    with pytest.raises(TeilhabeError, match="known: mattermost, mbox, perceval"):
+        reader_for("teams")
