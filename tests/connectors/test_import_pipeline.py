@@ -22,7 +22,16 @@ from pipeline import generator as gen
 from pipeline.clickhouse import get_client
 from pipeline.importer import run_import
 from pipeline.producer import read_jsonl
-from tests.faults.harness import Dataset, FaultRun, WindowOracle, assert_equal_to_oracle
+from tests.conftest import configure
+from tests.faults.harness import (
+    WINDOW_S,
+    Dataset,
+    FaultRun,
+    Figures,
+    WindowOracle,
+    assert_equal_to_oracle,
+    read_figures,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +112,8 @@ def clickhouse_dump(run: FaultRun) -> str:
     db = run.settings.clickhouse_database
     try:
         tables = client.query(
-            "SELECT name FROM system.tables WHERE database = {db:String} AND engine NOT LIKE '%View'",
+            "SELECT name FROM system.tables "
+            "WHERE database = {db:String} AND engine NOT LIKE '%View'",
             parameters={"db": db},
         ).result_rows
         return "\n".join(
@@ -111,6 +121,14 @@ def clickhouse_dump(run: FaultRun) -> str:
         )
     finally:
         client.close()
+
+
+def expected_figures(expected: list[dict[str, Any]], units: dict[str, str]) -> Figures:
+    """The oracle: windows of the events the export can express, units from the directory."""
+    oracle = WindowOracle(units, dedup=False)
+    for ev in expected:
+        oracle.add(ev)
+    return oracle.figures()
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
@@ -148,10 +166,7 @@ def test_import_through_the_pipeline_equals_the_oracle_and_leaks_nothing(
         stored += clickhouse_dump(run).encode()
         stored += run.logs().encode()
 
-    oracle = WindowOracle(data.units, dedup=False)
-    for ev in expected:
-        oracle.add(ev)
-    assert_equal_to_oracle(oracle.figures(), actual)
+    assert_equal_to_oracle(expected_figures(expected, data.units), actual)
     assert by_type == dict(Counter(ev["event_type"] for ev in expected))
     assert sum(stats.events.values()) == len(expected)
 
@@ -159,3 +174,37 @@ def test_import_through_the_pipeline_equals_the_oracle_and_leaks_nothing(
     leaked = sorted(i for i in raw_ids if i.encode() in stored)
     assert not leaked, f"raw ids stored somewhere: {leaked[:5]}"
     assert b"@example.org" not in stored, "an e-mail address was stored"
+
+
+def test_import_backfill_with_a_people_csv_runs_the_whole_pipeline(tmp_path: Path) -> None:
+    """``teilhabe import mattermost EXPORT --directory people.csv --backfill``: the directory
+    from the CSV gives the units, the pipeline runs to completion and exits."""
+    from pipeline.importer import people_csv_text
+
+    write, expressible = helpers(FORMATS[1])
+    data = small_org(tmp_path / "data")
+    export = write(data.events, data.units, tmp_path / "export.jsonl.gz")
+    people = tmp_path / "people.csv"
+    records = ({"person_id": p, "unit": u} for p, u in data.units.items())
+    people.write_text(people_csv_text(records))
+    mp = pytest.MonkeyPatch()
+    try:
+        settings = configure(mp, tmp_path / "run", window_s=WINDOW_S, grace_s=1800)
+        run_import(
+            settings,
+            "mattermost",
+            export,
+            backfill=True,
+            people_csv=people,
+            console=Console(quiet=True),
+            timeout_s=300,
+        )
+        from pipeline.clickhouse import EmbeddedClickHouse
+
+        with EmbeddedClickHouse(settings):
+            actual = read_figures(settings)
+    finally:
+        mp.undo()
+    expected = expressible(data.events)
+    assert_equal_to_oracle(expected_figures(expected, data.units), actual)
+    assert "unknown" not in {unit for _, unit in actual.windows}, "units come from the CSV"
