@@ -200,10 +200,11 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         deadletter_topic=deadletter_topic,
         directory=directory,
     )
-    from agents import engagement, ingest
+    from agents import engagement, ingest, webhooks
 
     ingest.register(rt)
     engagement.register(rt)
+    webhooks.register(rt)
 
     watch = BrokerWatch(bootstrap, metrics)
 
