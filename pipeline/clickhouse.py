@@ -247,7 +247,9 @@ def get_client(settings: Settings) -> Client:
                     f"the embedded ClickHouse at {url} serves {served}, not {settings.chdb_path} "
                     f"(TEILHABE_CLICKHOUSE_DSN); stop it or use another TEILHABE_DATA_DIR"
                 )
-        client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(db)}")
+        # EXISTS first: a read-only user (the analyst's `teilhabe query`) may not CREATE
+        if str(client.command(f"EXISTS DATABASE {quote_identifier(db)}")) != "1":
+            client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(db)}")
     except SinkError:
         raise
     except Exception as exc:  # noqa: BLE001 - any connect failure is reported the same way

@@ -11,8 +11,10 @@ ids, to a file the user asked for, with a warning.
 from __future__ import annotations
 
 import csv
+import functools
 import heapq
 import importlib
+import inspect
 import io
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -47,12 +49,21 @@ SORT_RUN_EVENTS = 100_000
 PERSON_COLUMNS = ("person", "person_id", "email", "user_id", "username")
 
 
-def reader_for(fmt: str) -> Reader:
-    """The ``read`` function of a format's connector; a clear error for unknown formats."""
+def reader_for(fmt: str, person_key: str | None = None) -> Reader:
+    """The ``read`` function of a format's connector; a clear error for unknown formats.
+
+    ``person_key`` (``email`` or ``id``) is passed on to readers that offer the choice
+    (Slack, Mattermost: ``id`` matches what their webhooks key people by).
+    """
     if fmt not in FORMATS:
         raise TeilhabeError(f"unknown format {fmt!r}; known: {', '.join(sorted(FORMATS))}")
-    reader: Reader = importlib.import_module(FORMATS[fmt]).read
-    return reader
+    read = importlib.import_module(FORMATS[fmt]).read
+    if person_key is None:
+        reader: Reader = read
+        return reader
+    if "person_key" not in inspect.signature(read).parameters:
+        raise TeilhabeError(f"--person-key is not an option of the {fmt} format")
+    return functools.partial(read, person_key=person_key)
 
 
 def prepare(
@@ -146,9 +157,10 @@ class ImportRun:
     source: Path
     console: Console
     people_csv: Path | None = None  # a directory CSV sent before the events
+    person_key: str | None = None  # email or id, for the readers that offer it
 
     def __post_init__(self) -> None:
-        self.reader = reader_for(self.fmt)
+        self.reader = reader_for(self.fmt, self.person_key)
         if not self.source.exists():
             raise TeilhabeError(f"{self.source}: no such file or directory")
         self.ctx = ImportContext()
@@ -218,6 +230,7 @@ def run_import(
     end_of_input: bool = False,
     out: Path | None = None,
     people_csv: Path | None = None,
+    person_key: str | None = None,
     workers: int = 1,
     timeout_s: float = 3600.0,
     console: Console | None = None,
@@ -225,7 +238,7 @@ def run_import(
     """Import ``source`` in format ``fmt``: to ``out`` (raw ids), through the whole pipeline
     (``backfill``), or to the configured Kafka; prints the closing summary."""
     console = console or Console(stderr=True)
-    run = ImportRun(settings, fmt, source, console, people_csv)
+    run = ImportRun(settings, fmt, source, console, people_csv, person_key)
     if out is not None:
         run.write(out)
     elif backfill:

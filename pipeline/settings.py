@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     clickhouse_dsn: str = Field(
         "chdb://./var/clickhouse",
         description="ClickHouse DSN. chdb://DIR = embedded chDB (served over HTTP on loopback "
-        "by one process); http(s)://user@host:port/db = a ClickHouse server.",
+        "by one process); http(s)://user@host:port = a ClickHouse server (the database is "
+        "TEILHABE_CLICKHOUSE_DATABASE, created when missing).",
     )
     clickhouse_password: SecretStr | None = Field(
         None, description="ClickHouse password (or TEILHABE_CLICKHOUSE_PASSWORD_FILE)."

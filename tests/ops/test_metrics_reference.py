@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from pipeline.exporter import PipelineMetrics
+from pipeline.webhooks import WebhookMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSON_LABELS = {"actor", "actor_id", "user", "user_id", "person", "person_id", "email"}
@@ -31,9 +32,11 @@ def documented() -> dict[str, tuple[str, set[str]]]:
 
 def registered() -> dict[str, tuple[str, set[str]]]:
     """Wire name -> (type, labels) of every metric a worker registers."""
-    metrics = PipelineMetrics.create(CollectorRegistry())
+    registry = CollectorRegistry()
+    wrappers = [*vars(PipelineMetrics.create(registry)).values()]
+    wrappers += vars(WebhookMetrics.create(registry)).values()
     out: dict[str, tuple[str, set[str]]] = {}
-    for value in vars(metrics).values():
+    for value in wrappers:
         if isinstance(value, MetricWrapperBase):
             kind = value._type  # noqa: SLF001 - the client's own type name
             name = value._name + ("_total" if kind == "counter" else "")  # noqa: SLF001

@@ -87,3 +87,23 @@ def test_people_csv_errors_name_the_problem(tmp_path: Path, text: str, message: 
 def test_unknown_format_names_the_known_ones() -> None:
     with pytest.raises(TeilhabeError, match="known: mattermost, mbox, perceval"):
         reader_for("teams")
+
+
+def test_person_key_is_passed_to_readers_that_offer_it(tmp_path: Path) -> None:
+    from pipeline.connectors.base import ImportContext as Ctx
+
+    path = tmp_path / "export.jsonl"
+    lines = [
+        {"type": "version", "version": 1},
+        {"type": "user", "user": {"username": "anna", "email": "Anna@Example.org"}},
+        {
+            "type": "post",
+            "post": {"team": "t", "channel": "c", "user": "anna", "message": "hi", "create_at": 1},
+        },
+    ]
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    by_email = [ev["actor_id"] for ev in reader_for("mattermost")(path, Ctx())]
+    by_id = [ev["actor_id"] for ev in reader_for("mattermost", "id")(path, Ctx())]
+    assert (by_email, by_id) == (["anna@example.org"], ["anna"])
+    with pytest.raises(TeilhabeError, match="not an option of the mbox format"):
+        reader_for("mbox", "id")
