@@ -263,9 +263,9 @@ def import_(
     end_of_input: Annotated[
         bool, typer.Option(help="Mark the end of this bounded input (workers in end_of_input mode)")
     ] = False,
-    person_key: Annotated[
+    identify_by: Annotated[
         PersonKey | None,
-        typer.Option(help="slack, mattermost: key people by e-mail (default) or platform id"),
+        typer.Option(help="slack, mattermost: identify people by e-mail (default) or platform id"),
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes for --backfill")] = 1,
     timeout: Annotated[float, typer.Option(help="Give up a --backfill after this many s")] = 3600.0,
@@ -283,7 +283,7 @@ def import_(
             end_of_input=end_of_input,
             out=out,
             people_csv=directory,
-            person_key=person_key,
+            person_key=identify_by,
             workers=workers,
             timeout_s=timeout,
         )

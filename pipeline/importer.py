@@ -62,7 +62,7 @@ def reader_for(fmt: str, person_key: str | None = None) -> Reader:
         reader: Reader = read
         return reader
     if "person_key" not in inspect.signature(read).parameters:
-        raise TeilhabeError(f"--person-key is not an option of the {fmt} format")
+        raise TeilhabeError(f"--identify-by is not an option of the {fmt} format")
     return functools.partial(read, person_key=person_key)
 
 

@@ -105,5 +105,5 @@ def test_person_key_is_passed_to_readers_that_offer_it(tmp_path: Path) -> None:
     by_email = [ev["actor_id"] for ev in reader_for("mattermost")(path, Ctx())]
     by_id = [ev["actor_id"] for ev in reader_for("mattermost", "id")(path, Ctx())]
     assert (by_email, by_id) == (["anna@example.org"], ["anna"])
-    with pytest.raises(TeilhabeError, match="not an option of the mbox format"):
+    with pytest.raises(TeilhabeError, match="--identify-by is not an option of the mbox format"):
         reader_for("mbox", "id")
