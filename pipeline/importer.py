@@ -19,12 +19,22 @@ import io
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 from kafka import KafkaProducer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from pipeline.connectors.base import ImportContext, ImportStats, RawEvent, Reader
 from pipeline.contract import parse_time_ms
@@ -95,31 +105,55 @@ def prepare(
         yield ts, orjson.dumps(ev)
 
 
-def time_sorted(
-    timed: Iterable[tuple[int, bytes]], run_size: int = SORT_RUN_EVENTS
-) -> Iterator[bytes]:
-    """The lines in event-time order, with at most ``run_size`` of them in memory.
+class SortedRuns:
+    """Lines sorted by event time with at most ``run_size`` of them in memory.
 
     Exports come in their own order (Slack: channel by channel; a CSV: any), and an event
     older than its window's close would count as late; sorted, a bounded import gives exact
-    windows in any close mode. Beyond ``run_size`` lines, sorted runs are spilled to
-    temporary files (pseudonymised lines only) and merged: an external merge sort.
+    windows in any close mode. ``add`` takes (time, line) pairs; beyond ``run_size`` lines,
+    sorted runs are spilled to a temporary directory (pseudonymised lines only), and
+    ``merged`` reads them back in one order: an external merge sort. Use as a context manager
+    (the directory is removed at exit).
     """
-    buffer: list[tuple[int, bytes]] = []
-    with tempfile.TemporaryDirectory(prefix="teilhabe-import-") as tmp:
-        runs: list[Path] = []
+
+    def __init__(self, run_size: int = SORT_RUN_EVENTS) -> None:
+        self.run_size = run_size
+        self.count = 0
+        self._buffer: list[tuple[int, bytes]] = []
+        self._runs: list[Path] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="teilhabe-import-")
+
+    def __enter__(self) -> SortedRuns:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tmp.cleanup()
+
+    def add(self, timed: Iterable[tuple[int, bytes]]) -> None:
+        """Take every (time, line) pair of ``timed``."""
         for item in timed:
-            buffer.append(item)
-            if len(buffer) >= run_size:
-                runs.append(_spill(sorted(buffer, key=_first), Path(tmp) / f"run-{len(runs)}"))
-                buffer = []
-        buffer.sort(key=_first)
-        if not runs:
-            yield from (line for _, line in buffer)
-            return
-        # runs in arrival order, the rest last: equal times keep their order (stable)
-        merged = heapq.merge(*(_read_run(r) for r in runs), buffer, key=_first)
-        yield from (line for _, line in merged)
+            self._buffer.append(item)
+            self.count += 1
+            if len(self._buffer) >= self.run_size:
+                path = Path(self._tmp.name) / f"run-{len(self._runs)}"
+                self._runs.append(_spill(sorted(self._buffer, key=_first), path))
+                self._buffer = []
+
+    def merged(self) -> Iterator[bytes]:
+        """All lines in event-time order; equal times keep the order they came in."""
+        self._buffer.sort(key=_first)
+        # runs in arrival order, the rest last: stable
+        merged = heapq.merge(*(_read_run(r) for r in self._runs), self._buffer, key=_first)
+        return (line for _, line in merged)
+
+
+def time_sorted(
+    timed: Iterable[tuple[int, bytes]], run_size: int = SORT_RUN_EVENTS
+) -> Iterator[bytes]:
+    """``timed``'s lines in event-time order (see ``SortedRuns``)."""
+    with SortedRuns(run_size) as runs:
+        runs.add(timed)
+        yield from runs.merged()
 
 
 def _first(item: tuple[int, bytes]) -> int:
@@ -150,7 +184,7 @@ def directory_records(people: dict[str, dict[str, str]]) -> Iterator[dict[str, A
 
 @dataclass
 class ImportRun:
-    """One import: what to read, and where the events go."""
+    """One import: read the export (pseudonymised, sorted), then send it or write it."""
 
     settings: Settings
     fmt: str
@@ -163,28 +197,44 @@ class ImportRun:
         self.reader = reader_for(self.fmt, self.person_key)
         if not self.source.exists():
             raise TeilhabeError(f"{self.source}: no such file or directory")
+        if self.people_csv is not None:
+            self.people = list(read_people_csv(self.people_csv))  # checked before any work
         self.ctx = ImportContext()
+        self.sorted = SortedRuns()
 
-    def lines(self, pseudonymise: Pseudonymiser) -> Iterator[bytes]:
-        """The export's events as pseudonymised JSON lines, in event-time order."""
-        return time_sorted(prepare(self.reader(self.source, self.ctx), self.ctx, pseudonymise))
+    def read(self) -> int:
+        """Read the whole export with a progress bar (bytes of the source), pseudonymise and
+        sort it; returns the number of events."""
+        pseudonymise = Pseudonymiser(self.settings.read_pseudonym_key())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            size = source_bytes(self.source)
+            task = progress.add_task(f"reading {self.source.name}", total=size)
+            self.ctx.progress = lambda n: progress.advance(task, n)
+            self.sorted.add(prepare(self.reader(self.source, self.ctx), self.ctx, pseudonymise))
+            progress.update(task, completed=size)
+        return self.sorted.count
 
     def send(self, producer: KafkaProducer, progress: Callable[[int], None]) -> None:
-        """Events (pseudonymised, marked envelopes), then the export's people to the
-        directory topic."""
+        """The people CSV, the events (pseudonymised, marked envelopes), then the export's
+        people to the directory topic. ``read`` first."""
         from pipeline.producer import produce_directory, produce_events
 
         s = self.settings
         pseudonymise = Pseudonymiser(s.read_pseudonym_key())
         if self.people_csv is not None:
-            n = produce_directory(
-                producer, s.topic_directory, list(read_people_csv(self.people_csv)), pseudonymise
-            )
+            n = produce_directory(producer, s.topic_directory, self.people, pseudonymise)
             self.console.print(f"directory: {n} people from {self.people_csv}")
         produce_events(
             producer,
             s.topic_events,
-            self.lines(pseudonymise),
+            self.sorted.merged(),
             progress=progress,
             pseudonymised=True,
         )
@@ -195,18 +245,25 @@ class ImportRun:
             self.console.print(f"directory: {n} people with a unit from the export's profiles")
 
     def write(self, out: Path) -> int:
-        """Write the events with raw ids to ``out`` (the user asked for it); returns count."""
+        """Write the events with raw ids to ``out`` (the user asked for it), in the export's
+        order (sorting would spill raw ids to temporary files); returns the count."""
         self.console.print(
             f"[yellow]warning:[/] {out} holds raw person ids (not pseudonymised): "
             "protect it and delete it when done"
         )
         n = 0
         with open(out, "wb") as fh:
-            # in the export's order: sorting would spill raw ids to temporary files
             for _, line in prepare(self.reader(self.source, self.ctx), self.ctx, None):
                 fh.write(line + b"\n")
                 n += 1
         return n
+
+
+def source_bytes(source: Path) -> int:
+    """Size of a file, or of all files below a directory (the read progress' total)."""
+    if source.is_file():
+        return source.stat().st_size
+    return sum(f.stat().st_size for f in source.rglob("*") if f.is_file())
 
 
 def summary_lines(stats: ImportStats) -> list[str]:
@@ -239,33 +296,58 @@ def run_import(
     (``backfill``), or to the configured Kafka; prints the closing summary."""
     console = console or Console(stderr=True)
     run = ImportRun(settings, fmt, source, console, people_csv, person_key)
-    if out is not None:
-        run.write(out)
-    elif backfill:
-        from pipeline.backfill import run_bounded
-
-        run_bounded(settings, run.send, None, workers, timeout_s, console)
-    else:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        from pipeline.producer import make_producer, produce_end_of_input
-
-        if settings.embedded_broker:
-            raise TeilhabeError(
-                "import needs TEILHABE_KAFKA_BOOTSTRAP (a running pipeline), or --backfill "
-                "to run the whole pipeline here, or --out FILE"
-            )
-        producer = make_producer(settings.kafka_bootstrap, tansu=settings.tansu)
-        columns = (SpinnerColumn(), TextColumn("{task.description} {task.completed}"))
-        with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
-            task = progress.add_task("events sent", total=None)
-            run.send(producer, lambda n: progress.advance(task, n))
-            if end_of_input:
-                produce_end_of_input(producer, settings.topic_events)
-        producer.close()
+    with run.sorted:  # the spilled runs are removed whatever happens
+        if out is not None:
+            run.write(out)
+        else:
+            if not backfill and settings.embedded_broker:
+                raise TeilhabeError(
+                    "import needs TEILHABE_KAFKA_BOOTSTRAP (a running pipeline), or --backfill "
+                    "to run the whole pipeline here, or --out FILE"
+                )
+            total = run.read()
+            warn_beyond_retention(run.ctx.stats, settings.facts_ttl_days, console)
+            _send(run, total, backfill, end_of_input, workers, timeout_s)
     for line in summary_lines(run.ctx.stats):
         console.print(line)
     return run.ctx.stats
+
+
+def warn_beyond_retention(stats: ImportStats, ttl_days: int, console: Console) -> bool:
+    """Warn (and return True) when the import holds events older than the facts' retention:
+    ClickHouse's TTL drops them from ``events`` (the stream windows keep their counts)."""
+    cutoff = datetime.now(UTC) - timedelta(days=ttl_days)
+    if stats.first is None or stats.first >= cutoff:
+        return False
+    console.print(
+        f"[yellow]warning:[/] events from {stats.first.date()} on are older than the "
+        f"facts' retention (TEILHABE_FACTS_TTL_DAYS={ttl_days}, i.e. before {cutoff.date()}): "
+        "ClickHouse drops those from the facts; raise TEILHABE_FACTS_TTL_DAYS to keep them"
+    )
+    return True
+
+
+def _send(
+    run: ImportRun, total: int, backfill: bool, end_of_input: bool, workers: int, timeout_s: float
+) -> None:
+    settings, console = run.settings, run.console
+    if backfill:
+        from pipeline.backfill import run_bounded
+
+        run_bounded(settings, run.send, total, workers, timeout_s, console)
+        return
+    from pipeline.producer import make_producer, produce_end_of_input
+
+    producer = make_producer(settings.kafka_bootstrap, tansu=settings.tansu)
+    try:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("events sent", total=total)
+            run.send(producer, lambda n: progress.advance(task, n))
+            if end_of_input:
+                produce_end_of_input(producer, settings.topic_events)
+    finally:
+        producer.close()
 
 
 def read_people_csv(path: Path) -> Iterator[dict[str, Any]]:

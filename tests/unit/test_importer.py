@@ -107,3 +107,20 @@ def test_person_key_is_passed_to_readers_that_offer_it(tmp_path: Path) -> None:
     assert (by_email, by_id) == (["anna@example.org"], ["anna"])
     with pytest.raises(TeilhabeError, match="--identify-by is not an option of the mbox format"):
         reader_for("mbox", "id")
+
+
+def test_events_beyond_the_retention_are_warned_about() -> None:
+    from datetime import UTC, datetime, timedelta
+    from io import StringIO
+
+    from rich.console import Console
+
+    from pipeline.connectors.base import ImportStats
+    from pipeline.importer import warn_beyond_retention
+
+    out = StringIO()
+    console = Console(file=out, width=200)
+    stats = ImportStats(first=datetime.now(UTC) - timedelta(days=40))
+    assert not warn_beyond_retention(stats, 60, console) and not out.getvalue()
+    assert warn_beyond_retention(stats, 30, console)
+    assert "TEILHABE_FACTS_TTL_DAYS=30" in out.getvalue()
