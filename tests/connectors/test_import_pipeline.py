@@ -64,6 +64,8 @@ FORMATS = [
         "export.zip",
     ),
     Format("mbox", "export_mbox", "write_mbox", "mbox_expressible", "list.mbox"),
+    # the mail archive fetched by the real Perceval (its mbox backend), then imported as items
+    Format("perceval", "export_mbox", "write_mbox", "mbox_expressible", "items.jsonl"),
 ]
 
 
@@ -77,6 +79,17 @@ def helpers(fmt: Format) -> tuple[Callable[..., Any], Callable[..., Any]]:
             return Path(writer(events, path))
 
         return write, expressible
+    if fmt.name == "perceval":
+
+        def fetch(events: list[dict[str, Any]], people: dict[str, str], path: Path) -> Path:
+            from tests.connectors.test_mbox import run_perceval
+
+            archive = path.parent / "archive"
+            archive.mkdir()
+            writer(events, archive / "list.mbox")
+            return run_perceval(archive, path)
+
+        return fetch, expressible
     return writer, expressible
 
 
