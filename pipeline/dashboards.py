@@ -132,6 +132,46 @@ def _prom(expr: str, legend: str = "", ref_id: str = "A") -> prometheus.Dataquer
     return query.legend_format(legend) if legend else query
 
 
+def _max_by_unit(gauge: str) -> str:
+    """PromQL of a fact-derived gauge per selected unit (every worker exports the same)."""
+    return f"max by (unit) ({gauge}{{{UNIT_MATCH}}})"
+
+
+def _prom_by_unit(gauge: str) -> prometheus.Dataquery:
+    """A target of ``gauge`` per selected unit, one series per unit."""
+    return _prom(_max_by_unit(gauge), "{{unit}}")
+
+
+def _sql_by_unit(view: str, value: str) -> ClickHouseDataquery:
+    """``value`` per selected unit and day from the daily ``view``, as time series; a computed
+    value (``expression AS name``) stands on a line of its own."""
+    select = "SELECT toDateTime(day, 'UTC') AS time, unit,"
+    select += f"\n       {value}" if " AS " in value else f" {value}"
+    return _sql(
+        f"{select}\nFROM {view}\nWHERE $__dateFilter(day) AND {UNIT_IN}\nORDER BY time, unit"
+    )
+
+
+def _sql_unit_table(view: str, order: str, *columns: str) -> ClickHouseDataquery:
+    """A row per selected unit over the period from the daily ``view``: ``columns`` (one
+    ``aggregate AS name`` each), rows ordered by ``order``."""
+    select = ",\n       ".join(columns)
+    return _sql(
+        f"SELECT unit,\n       {select}\nFROM {view}\nWHERE $__dateFilter(day) AND {UNIT_IN}\n"
+        f"GROUP BY unit\nORDER BY {order}"
+    )
+
+
+def _sql_totals(view: str, *columns: str) -> ClickHouseDataquery:
+    """Per day, the selected units' totals from the daily ``view``; ``columns`` are the lines
+    of the SELECT after the time (``sum(x) AS x, ...``)."""
+    select = ",\n       ".join(columns)
+    return _sql(
+        f"SELECT toDateTime(day, 'UTC') AS time,\n       {select}\nFROM {view}\n"
+        f"WHERE $__dateFilter(day) AND {UNIT_IN}\nGROUP BY time\nORDER BY time"
+    )
+
+
 # --- panel helpers ----------------------------------------------------------------------------
 
 
@@ -198,6 +238,48 @@ def _series(
             )
         )
     return panel
+
+
+def _daily_by_unit(
+    title: str, description: str, view: str, value: str, **options: Any
+) -> timeseries.Panel:
+    """A time series panel of ``value`` per selected unit and day from the daily ``view``
+    (``options``: those of ``_series``)."""
+    return _series(title, description, CLICKHOUSE, [_sql_by_unit(view, value)], **options)
+
+
+def _live_series(
+    title: str, description: str, *targets: prometheus.Dataquery, **options: Any
+) -> timeseries.Panel:
+    """A time series panel of Prometheus ``targets`` (``options``: those of ``_series``)."""
+    return _series(title, description, PROMETHEUS, list(targets), **options)
+
+
+def _gauge(
+    title: str,
+    description: str,
+    target: prometheus.Dataquery,
+    *,
+    span: int,
+    min_value: float,
+    max_value: float,
+    thresholds: dash.ThresholdsConfig,
+) -> gauge.Panel:
+    """A gauge of the last value of a Prometheus ``target``, on a scale from ``min_value`` to
+    ``max_value``."""
+    return (
+        gauge.Panel()
+        .title(title)
+        .description(description)
+        .datasource(PROMETHEUS)
+        .with_target(target)
+        .min(min_value)
+        .max(max_value)
+        .thresholds(thresholds)
+        .reduce_options(_reduce_last())
+        .span(span)
+        .height(8)
+    )
 
 
 def _stat(
@@ -322,18 +404,18 @@ def adoption() -> dict[str, Any]:
             "Active people (last window)",
             "Distinct active people of the selected units in the last closed stream window "
             "(teilhabe_engagement_active_users; units below k left out).",
-            f"sum(max by (unit) (teilhabe_engagement_active_users{{{UNIT_MATCH}}}))",
+            f"sum({_max_by_unit('teilhabe_engagement_active_users')})",
         ),
         _stat(
             "Headcount (directory)",
             "People of the selected units in the org directory (teilhabe_directory_headcount).",
-            f"sum(max by (unit) (teilhabe_directory_headcount{{{UNIT_MATCH}}}))",
+            f"sum({_max_by_unit('teilhabe_directory_headcount')})",
         ),
         _stat(
             "Active share of headcount (last window)",
             "Active people in the last window / headcount of the same units.",
-            f"sum(max by (unit) (teilhabe_engagement_active_users{{{UNIT_MATCH}}})) / "
-            f"sum(max by (unit) (teilhabe_directory_headcount{{{UNIT_MATCH}}}))",
+            f"sum({_max_by_unit('teilhabe_engagement_active_users')}) / "
+            f"sum({_max_by_unit('teilhabe_directory_headcount')})",
             unit="percentunit",
         ),
         _stat(
@@ -342,79 +424,41 @@ def adoption() -> dict[str, Any]:
             "sum(rate(teilhabe_events_ingested_total[5m]))",
             unit="reqps",
         ),
-        _series(
+        _live_series(
             "Active people per unit (live windows)",
             "Distinct active people per unit in each closed stream window.",
-            PROMETHEUS,
-            [
-                _prom(
-                    f"max by (unit) (teilhabe_engagement_active_users{{{UNIT_MATCH}}})", "{{unit}}"
-                )
-            ],
+            _prom_by_unit("teilhabe_engagement_active_users"),
         ),
-        _series(
+        _live_series(
             "Engagement against the usual level",
             "Events of the last window / mean of the same window in the 4 weeks before "
             "(1 = as usual). Below 0.5 for 2 h fires EngagementDrop "
             f"({RUNBOOKS}#engagementdrop).",
-            PROMETHEUS,
-            [
-                _prom(
-                    f"max by (unit) (teilhabe_engagement_baseline_ratio{{{UNIT_MATCH}}})",
-                    "{{unit}}",
-                )
-            ],
+            _prom_by_unit("teilhabe_engagement_baseline_ratio"),
             unit="percentunit",
             min_value=0,
             threshold=(0.5, "red"),
         ),
-        _series(
+        _daily_by_unit(
             "Adoption rate per unit (daily)",
             "Active people / headcount of the unit per day (daily_active_by_unit).",
-            CLICKHOUSE,
-            [
-                _sql(
-                    f"""
-                    SELECT toDateTime(day, 'UTC') AS time, unit, adoption_rate
-                    FROM daily_active_by_unit
-                    WHERE $__dateFilter(day) AND {UNIT_IN}
-                    ORDER BY time, unit
-                    """
-                )
-            ],
+            "daily_active_by_unit",
+            "adoption_rate",
             unit="percentunit",
             min_value=0,
         ),
-        _series(
+        _daily_by_unit(
             "Active people per unit (daily)",
             "Distinct active people per unit and day (daily_active_by_unit).",
-            CLICKHOUSE,
-            [
-                _sql(
-                    f"""
-                    SELECT toDateTime(day, 'UTC') AS time, unit, active_users
-                    FROM daily_active_by_unit
-                    WHERE $__dateFilter(day) AND {UNIT_IN}
-                    ORDER BY time, unit
-                    """
-                )
-            ],
+            "daily_active_by_unit",
+            "active_users",
             min_value=0,
         ),
-        _series(
+        _daily_by_unit(
             "Stickiness (DAU / MAU)",
             "People active that day / people active in the 28 days up to it (daily_stickiness).",
-            CLICKHOUSE,
-            [
-                _sql(
-                    f"""
-                    SELECT toDateTime(day, 'UTC') AS time, unit, stickiness
-                    FROM daily_stickiness
-                    WHERE $__dateFilter(day) AND {UNIT_IN}
-                    ORDER BY time, unit
-                    """
-                )
-            ],
+            "daily_stickiness",
+            "stickiness",
             unit="percentunit",
             min_value=0,
             max_value=1,
@@ -425,28 +469,21 @@ def adoption() -> dict[str, Any]:
             "contributors, heavy contributors (participation_pyramid).",
             CLICKHOUSE,
             [
-                _sql(
-                    f"""
-                    SELECT toDateTime(day, 'UTC') AS time,
-                           sum(observers) AS observers,
-                           sum(contributors) AS contributors,
-                           sum(heavy_contributors) AS heavy_contributors
-                    FROM participation_pyramid
-                    WHERE $__dateFilter(day) AND {UNIT_IN}
-                    GROUP BY time
-                    ORDER BY time
-                    """
+                _sql_totals(
+                    "participation_pyramid",
+                    "sum(observers) AS observers",
+                    "sum(contributors) AS contributors",
+                    "sum(heavy_contributors) AS heavy_contributors",
                 )
             ],
             bars=True,
             stacked=True,
         ),
-        _series(
+        _live_series(
             "Active people per platform (newest day)",
             "Distinct active people per platform on the newest day of the facts "
             "(teilhabe_platform_active_users; platforms below k left out).",
-            PROMETHEUS,
-            [_prom("max by (platform) (teilhabe_platform_active_users)", "{{platform}}")],
+            _prom("max by (platform) (teilhabe_platform_active_users)", "{{platform}}"),
             min_value=0,
         ),
         bargauge.Panel()
@@ -471,17 +508,12 @@ def adoption() -> dict[str, Any]:
         _table(
             "Adoption by unit (selected period)",
             "Mean daily adoption rate and active people, and events, per unit.",
-            _sql(
-                f"""
-                SELECT unit,
-                       round(avg(adoption_rate), 3) AS adoption_rate,
-                       round(avg(active_users), 1) AS avg_daily_active,
-                       sum(events) AS events
-                FROM daily_active_by_unit
-                WHERE $__dateFilter(day) AND {UNIT_IN}
-                GROUP BY unit
-                ORDER BY adoption_rate DESC
-                """
+            _sql_unit_table(
+                "daily_active_by_unit",
+                "adoption_rate DESC",
+                "round(avg(adoption_rate), 3) AS adoption_rate",
+                "round(avg(active_users), 1) AS avg_daily_active",
+                "sum(events) AS events",
             ),
             span=24,
         ),
@@ -500,51 +532,45 @@ def cross_silo() -> dict[str, Any]:
     and daily trend) and the cross-silo share."""
     pair_filter = "(from_unit IN (${unit:singlequote}) OR to_unit IN (${unit:singlequote}))"
     ei_thresholds = _thresholds((None, "red"), (-0.5, "orange"), (0, "green"))
+
+    def ei_gauge(
+        title: str, description: str, target: prometheus.Dataquery, span: int
+    ) -> gauge.Panel:
+        """An E-I index gauge: -1 (all inside units) to +1 (all across), two decimals."""
+        return _gauge(
+            title,
+            description,
+            target,
+            span=span,
+            min_value=-1,
+            max_value=1,
+            thresholds=ei_thresholds,
+        ).decimals(2)
+
     panels: list[cogbuilder.Builder[Panel]] = [
-        gauge.Panel()
-        .title("E-I index, whole org (newest day)")
-        .description(
+        ei_gauge(
+            "E-I index, whole org (newest day)",
             "Krackhardt & Stern E-I index of all interactions on the newest day of the facts: "
             '-1 all inside units, +1 all across (teilhabe_ei_index{unit="*"}). A weekly mean '
-            f"falling by 0.1 in 3 weeks fires SiloIncreasing ({RUNBOOKS}#siloincreasing)."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(_prom('max(teilhabe_ei_index{unit="*"})', "whole org"))
-        .min(-1)
-        .max(1)
-        .decimals(2)
-        .thresholds(ei_thresholds)
-        .reduce_options(_reduce_last())
-        .span(6)
-        .height(8),
-        gauge.Panel()
-        .title("E-I index per unit (newest day)")
-        .description("E-I index of each selected unit on the newest day (teilhabe_ei_index).")
-        .datasource(PROMETHEUS)
-        .with_target(_prom(f"max by (unit) (teilhabe_ei_index{{{UNIT_MATCH}}})", "{{unit}}"))
-        .min(-1)
-        .max(1)
-        .decimals(2)
-        .thresholds(ei_thresholds)
-        .reduce_options(_reduce_last())
-        .span(12)
-        .height(8),
-        gauge.Panel()
-        .title("Cross-silo share (newest day)")
-        .description(
-            "Share of the unit's interactions that cross units (teilhabe_cross_silo_share)."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(
-            _prom(f"max by (unit) (teilhabe_cross_silo_share{{{UNIT_MATCH}}})", "{{unit}}")
-        )
-        .unit("percentunit")
-        .min(0)
-        .max(1)
-        .thresholds(_thresholds((None, "orange"), (0.3, "green")))
-        .reduce_options(_reduce_last())
-        .span(6)
-        .height(8),
+            f"falling by 0.1 in 3 weeks fires SiloIncreasing ({RUNBOOKS}#siloincreasing).",
+            _prom('max(teilhabe_ei_index{unit="*"})', "whole org"),
+            6,
+        ),
+        ei_gauge(
+            "E-I index per unit (newest day)",
+            "E-I index of each selected unit on the newest day (teilhabe_ei_index).",
+            _prom_by_unit("teilhabe_ei_index"),
+            12,
+        ),
+        _gauge(
+            "Cross-silo share (newest day)",
+            "Share of the unit's interactions that cross units (teilhabe_cross_silo_share).",
+            _prom_by_unit("teilhabe_cross_silo_share"),
+            span=6,
+            min_value=0,
+            max_value=1,
+            thresholds=_thresholds((None, "orange"), (0.3, "green")),
+        ).unit("percentunit"),
         table.Panel()
         .title("Interactions unit × unit (selected period)")
         .description(
@@ -662,39 +688,21 @@ def cross_silo() -> dict[str, Any]:
             min_value=-1,
             max_value=1,
         ),
-        _series(
+        _daily_by_unit(
             "Cross-silo share per unit (daily)",
             "External / (external + internal) interactions per unit and day (daily_ei_index).",
-            CLICKHOUSE,
-            [
-                _sql(
-                    f"""
-                    SELECT toDateTime(day, 'UTC') AS time, unit, cross_silo_share
-                    FROM daily_ei_index
-                    WHERE $__dateFilter(day) AND {UNIT_IN}
-                    ORDER BY time, unit
-                    """
-                )
-            ],
+            "daily_ei_index",
+            "cross_silo_share",
             unit="percentunit",
             min_value=0,
             max_value=1,
         ),
-        _series(
+        _daily_by_unit(
             "Boundary spanners per unit (daily)",
             "People who interacted with at least TEILHABE_BOUNDARY_SPANNER_UNITS other units "
             "that day (daily_boundary_spanners).",
-            CLICKHOUSE,
-            [
-                _sql(
-                    f"""
-                    SELECT toDateTime(day, 'UTC') AS time, unit, boundary_spanners
-                    FROM daily_boundary_spanners
-                    WHERE $__dateFilter(day) AND {UNIT_IN}
-                    ORDER BY time, unit
-                    """
-                )
-            ],
+            "daily_boundary_spanners",
+            "boundary_spanners",
             bars=True,
             stacked=True,
         ),
@@ -717,7 +725,7 @@ def response_ideation() -> dict[str, Any]:
             "Posts older than the response target without a reply by someone else, per unit "
             f"(teilhabe_unanswered_posts). Above 20 for 1 h fires UnansweredPostsHigh "
             f"({RUNBOOKS}#unansweredpostshigh).",
-            f"max by (unit) (teilhabe_unanswered_posts{{{UNIT_MATCH}}})",
+            _max_by_unit("teilhabe_unanswered_posts"),
             legend="{{unit}}",
             span=12,
             thresholds=_thresholds((None, "green"), (10, "orange"), (20, "red")),
@@ -729,48 +737,28 @@ def response_ideation() -> dict[str, Any]:
             legend="{{kind}}",
             span=12,
         ),
-        _series(
+        _live_series(
             "Unanswered posts per unit",
             "Posts of the last TEILHABE_UNANSWERED_LOOKBACK_DAYS days without a timely reply.",
-            PROMETHEUS,
-            [_prom(f"max by (unit) (teilhabe_unanswered_posts{{{UNIT_MATCH}}})", "{{unit}}")],
+            _prom_by_unit("teilhabe_unanswered_posts"),
             threshold=(20, "red"),
         ),
-        _series(
+        _daily_by_unit(
             "Answered within target (daily)",
             "Share of the day's posts whose first reply by someone else came within "
             "TEILHABE_RESPONSE_TARGET_H hours (daily_response).",
-            CLICKHOUSE,
-            [
-                _sql(
-                    f"""
-                    SELECT toDateTime(day, 'UTC') AS time, unit,
-                           answered_within_target / posts AS answered_share
-                    FROM daily_response
-                    WHERE $__dateFilter(day) AND {UNIT_IN}
-                    ORDER BY time, unit
-                    """
-                )
-            ],
+            "daily_response",
+            "answered_within_target / posts AS answered_share",
             unit="percentunit",
             min_value=0,
             max_value=1,
         ),
-        _series(
+        _daily_by_unit(
             "Median time to first response (daily)",
             "Median seconds from a post to its first reply by someone else, over the day's "
             "answered posts (daily_response; CHAOSS Time to First Response).",
-            CLICKHOUSE,
-            [
-                _sql(
-                    f"""
-                    SELECT toDateTime(day, 'UTC') AS time, unit, median_first_response_s
-                    FROM daily_response
-                    WHERE $__dateFilter(day) AND {UNIT_IN}
-                    ORDER BY time, unit
-                    """
-                )
-            ],
+            "daily_response",
+            "median_first_response_s",
             unit="s",
             min_value=0,
         ),
@@ -778,18 +766,13 @@ def response_ideation() -> dict[str, Any]:
             "Response by unit (selected period)",
             "Posts, share answered within the target, mean of the daily median and p90 time "
             "to first response (hours).",
-            _sql(
-                f"""
-                SELECT unit,
-                       sum(posts) AS posts,
-                       round(sum(answered_within_target) / posts, 3) AS answered_share,
-                       round(avg(median_first_response_s) / 3600, 1) AS median_h,
-                       round(avg(p90_first_response_s) / 3600, 1) AS p90_h
-                FROM daily_response
-                WHERE $__dateFilter(day) AND {UNIT_IN}
-                GROUP BY unit
-                ORDER BY answered_share
-                """
+            _sql_unit_table(
+                "daily_response",
+                "answered_share",
+                "sum(posts) AS posts",
+                "round(sum(answered_within_target) / posts, 3) AS answered_share",
+                "round(avg(median_first_response_s) / 3600, 1) AS median_h",
+                "round(avg(p90_first_response_s) / 3600, 1) AS p90_h",
             ),
         ),
         _series(
@@ -798,54 +781,33 @@ def response_ideation() -> dict[str, Any]:
             "(daily_ideation).",
             CLICKHOUSE,
             [
-                _sql(
-                    f"""
-                    SELECT toDateTime(day, 'UTC') AS time,
-                           sum(ideas) AS ideas, sum(votes) AS votes, sum(comments) AS comments
-                    FROM daily_ideation
-                    WHERE $__dateFilter(day) AND {UNIT_IN}
-                    GROUP BY time
-                    ORDER BY time
-                    """
+                _sql_totals(
+                    "daily_ideation",
+                    "sum(ideas) AS ideas, sum(votes) AS votes, sum(comments) AS comments",
                 )
             ],
             bars=True,
         ),
-        _series(
+        _daily_by_unit(
             "Units reached by ideas (daily)",
             "Other units that voted or commented on the unit's ideas that day (daily_ideation).",
-            CLICKHOUSE,
-            [
-                _sql(
-                    f"""
-                    SELECT toDateTime(day, 'UTC') AS time, unit,
-                           voting_units + commenting_units AS units_reached
-                    FROM daily_ideation
-                    WHERE $__dateFilter(day) AND {UNIT_IN}
-                    ORDER BY time, unit
-                    """
-                )
-            ],
+            "daily_ideation",
+            "voting_units + commenting_units AS units_reached",
             min_value=0,
         ),
         _table(
             "Idea funnel by unit (ideas submitted in the period)",
             "Ideas and how many of them reached each status, with the mean of the daily median "
             "days to a decision (idea_funnel).",
-            _sql(
-                f"""
-                SELECT unit,
-                       sum(submitted) AS submitted,
-                       sum(in_review) AS in_review,
-                       sum(accepted) AS accepted,
-                       sum(rejected) AS rejected,
-                       sum(implemented) AS implemented,
-                       round(avg(median_days_to_decision), 1) AS median_days_to_decision
-                FROM idea_funnel
-                WHERE $__dateFilter(day) AND {UNIT_IN}
-                GROUP BY unit
-                ORDER BY submitted DESC
-                """
+            _sql_unit_table(
+                "idea_funnel",
+                "submitted DESC",
+                "sum(submitted) AS submitted",
+                "sum(in_review) AS in_review",
+                "sum(accepted) AS accepted",
+                "sum(rejected) AS rejected",
+                "sum(implemented) AS implemented",
+                "round(avg(median_days_to_decision), 1) AS median_days_to_decision",
             ),
             span=24,
         ),
@@ -892,141 +854,113 @@ def pipeline_health() -> dict[str, Any]:
             "max(teilhabe_consumer_lag_messages)",
             thresholds=_thresholds((None, "green"), (1000, "orange"), (10000, "red")),
         ),
-        _series(
+        _live_series(
             "Events ingested by type",
             "Valid events per second by event type.",
-            PROMETHEUS,
-            [
-                _prom(
-                    "sum by (event_type) (rate(teilhabe_events_ingested_total[5m]))",
-                    "{{event_type}}",
-                )
-            ],
+            _prom(
+                "sum by (event_type) (rate(teilhabe_events_ingested_total[5m]))",
+                "{{event_type}}",
+            ),
             unit="reqps",
             stacked=True,
         ),
-        _series(
+        _live_series(
             "Messages consumed by topic",
             "Kafka messages consumed per second (teilhabe_messages_consumed_total).",
-            PROMETHEUS,
-            [_prom("sum by (topic) (rate(teilhabe_messages_consumed_total[5m]))", "{{topic}}")],
+            _prom("sum by (topic) (rate(teilhabe_messages_consumed_total[5m]))", "{{topic}}"),
             unit="reqps",
         ),
-        _series(
+        _live_series(
             "Invalid input, dead letters, late and duplicate events",
             "Per second: invalid messages by reason (closed set), records written to the "
             f"dead-letter topic (DeadLetterSpike: {RUNBOOKS}#deadletterspike), events after "
             "their window closed (kept in the facts), re-delivered duplicates.",
-            PROMETHEUS,
-            [
-                _prom("sum by (reason) (rate(teilhabe_events_invalid_total[5m]))", "{{reason}}"),
-                _prom(rate.format("teilhabe_dead_letters_total"), "dead letters", "B"),
-                _prom(rate.format("teilhabe_events_late_total"), "late", "C"),
-                _prom(rate.format("teilhabe_events_duplicate_total"), "duplicate", "D"),
-            ],
+            _prom("sum by (reason) (rate(teilhabe_events_invalid_total[5m]))", "{{reason}}"),
+            _prom(rate.format("teilhabe_dead_letters_total"), "dead letters", "B"),
+            _prom(rate.format("teilhabe_events_late_total"), "late", "C"),
+            _prom(rate.format("teilhabe_events_duplicate_total"), "duplicate", "D"),
             unit="reqps",
         ),
-        _series(
+        _live_series(
             "Consumer lag per partition",
             "Messages between each partition's high watermark and the next one handed out.",
-            PROMETHEUS,
-            [
-                _prom(
-                    "max by (topic, partition) (teilhabe_consumer_lag_messages)",
-                    "{{topic}}[{{partition}}]",
-                )
-            ],
+            _prom(
+                "max by (topic, partition) (teilhabe_consumer_lag_messages)",
+                "{{topic}}[{{partition}}]",
+            ),
             threshold=(10000, "red"),
         ),
-        _series(
+        _live_series(
             "Event-time lag per partition",
             "Wall clock minus the watermark of each activity partition "
             "(teilhabe_event_time_lag_seconds); windows close this much after real time.",
-            PROMETHEUS,
-            [
-                _prom(
-                    "max by (partition) (teilhabe_event_time_lag_seconds)",
-                    "partition {{partition}}",
-                )
-            ],
+            _prom(
+                "max by (partition) (teilhabe_event_time_lag_seconds)",
+                "partition {{partition}}",
+            ),
             unit="s",
         ),
-        _series(
+        _live_series(
             "Events held in open windows",
             "Events in windows that have not closed yet, over all workers.",
-            PROMETHEUS,
-            [_prom("sum(teilhabe_open_window_events)", "open window events")],
+            _prom("sum(teilhabe_open_window_events)", "open window events"),
         ),
-        _series(
+        _live_series(
             "ClickHouse flush duration",
             "p50 and p95 of one flush of all tables (teilhabe_sink_flush_seconds).",
-            PROMETHEUS,
-            [
-                _prom(
-                    "histogram_quantile(0.5, sum by (le) "
-                    "(rate(teilhabe_sink_flush_seconds_bucket[5m])))",
-                    "p50",
-                ),
-                _prom(
-                    "histogram_quantile(0.95, sum by (le) "
-                    "(rate(teilhabe_sink_flush_seconds_bucket[5m])))",
-                    "p95",
-                    "B",
-                ),
-            ],
+            _prom(
+                "histogram_quantile(0.5, sum by (le) "
+                "(rate(teilhabe_sink_flush_seconds_bucket[5m])))",
+                "p50",
+            ),
+            _prom(
+                "histogram_quantile(0.95, sum by (le) "
+                "(rate(teilhabe_sink_flush_seconds_bucket[5m])))",
+                "p95",
+                "B",
+            ),
             unit="s",
         ),
-        _series(
+        _live_series(
             "ClickHouse rows written and failed flushes",
             "Rows per second by table; failed flushes per second (retried, "
             f"SinkFailing: {RUNBOOKS}#sinkfailing).",
-            PROMETHEUS,
-            [
-                _prom("sum by (table) (rate(teilhabe_sink_rows_total[5m]))", "{{table}}"),
-                _prom(rate.format("teilhabe_sink_failures_total"), "failed flushes", "B"),
-            ],
+            _prom("sum by (table) (rate(teilhabe_sink_rows_total[5m]))", "{{table}}"),
+            _prom(rate.format("teilhabe_sink_failures_total"), "failed flushes", "B"),
             unit="reqps",
         ),
-        _series(
+        _live_series(
             "Since last successful ClickHouse flush",
             "Seconds since each worker's last successful flush.",
-            PROMETHEUS,
-            [_prom("time() - teilhabe_sink_last_success_timestamp_seconds", "{{instance}}")],
+            _prom("time() - teilhabe_sink_last_success_timestamp_seconds", "{{instance}}"),
             unit="s",
             threshold=(300, "red"),
         ),
-        _series(
+        _live_series(
             "Age of the live figures",
             "Seconds since the start of the window the engagement gauges describe, and since "
             "the start of the day the fact-derived gauges describe.",
-            PROMETHEUS,
-            [
-                _prom(
-                    "time() - max(teilhabe_engagement_window_start_timestamp_seconds)",
-                    "engagement window",
-                ),
-                _prom("time() - max(teilhabe_facts_day_timestamp_seconds)", "facts day", "B"),
-            ],
+            _prom(
+                "time() - max(teilhabe_engagement_window_start_timestamp_seconds)",
+                "engagement window",
+            ),
+            _prom("time() - max(teilhabe_facts_day_timestamp_seconds)", "facts day", "B"),
             unit="s",
         ),
-        _series(
+        _live_series(
             "Kafka client and Faust problems",
             "Warnings and errors per second logged by the Kafka client and Faust (broker "
             "unreachable or stalled, failed commits, rebalances).",
-            PROMETHEUS,
-            [
-                _prom(
-                    "sum by (component) (rate(teilhabe_client_problems_total[5m]))",
-                    "{{component}}",
-                )
-            ],
+            _prom(
+                "sum by (component) (rate(teilhabe_client_problems_total[5m]))",
+                "{{component}}",
+            ),
             unit="reqps",
         ),
-        _series(
+        _live_series(
             "Broker probe round trip",
             "Round-trip time of the last successful broker probe, slowest worker.",
-            PROMETHEUS,
-            [_prom("max(teilhabe_broker_probe_seconds)", "probe")],
+            _prom("max(teilhabe_broker_probe_seconds)", "probe"),
             unit="s",
         ),
     ]

@@ -39,9 +39,7 @@ Memory: the user map and one line (a post with its thread) at a time.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,11 +49,19 @@ from typing import IO, Any, Final, cast
 import orjson
 
 from pipeline.connectors.base import (
+    DAMAGED,
+    MAX_ID,
+    MAX_PERSON,
     ImportContext,
     ImportFormatError,
+    Message,
+    Progress,
     RawEvent,
-    event,
+    check_person_key,
+    email_key,
+    fit_id,
     iso,
+    short_hash,
     source_files,
 )
 from pipeline.connectors.mentions import at_mentions
@@ -66,16 +72,18 @@ DIRECT_SPACE: Final = "direct"
 _QUIET_TYPES: Final = frozenset(
     {"version", "scheme", "role", "emoji", "team", "channel", "direct_channel"}
 )
-_JOIN: Final = {"system_join_channel": None, "system_add_to_channel": "addedUsername"}
-_LEAVE: Final = {"system_leave_channel": None, "system_remove_from_channel": "removedUsername"}
+#: Post types of membership -> (event, prop naming the member; None: the poster). The
+#: Perceval reader maps Mattermost API posts by the same table.
+MEMBERSHIP_TYPES: Final[dict[str, tuple[str, str | None]]] = {
+    "system_join_channel": ("member_joined", None),
+    "system_leave_channel": ("member_left", None),
+    "system_add_to_channel": ("member_joined", "addedUsername"),
+    "system_remove_from_channel": ("member_left", "removedUsername"),
+}
 _BOT_PROPS: Final = ("from_bot", "from_webhook", "from_plugin")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_ID: Final = 200
-_MAX_PERSON: Final = 320
-_PROGRESS_EVERY: Final = 1 << 20
 #: A line (one post with its whole thread) longer than this is skipped as ``too_large``.
 MAX_LINE_BYTES: Final = 64 * 1024 * 1024
-_BROKEN: Final = (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError)
 
 
 def read(source: Path, ctx: ImportContext, *, person_key: str = "email") -> Iterator[RawEvent]:
@@ -86,8 +94,7 @@ def read(source: Path, ctx: ImportContext, *, person_key: str = "email") -> Iter
     line by line as the result is iterated. ``person_key`` is ``"email"`` (default, falls back
     to the username) or ``"id"`` (the username).
     """
-    if person_key not in ("email", "id"):
-        raise ValueError(f"person_key must be 'email' or 'id', got {person_key!r}")
+    check_person_key(person_key)
     stream = _Stream(source_files(source))
     try:
         stream.check_first_line()
@@ -125,7 +132,7 @@ class _Stream:
         except ImportFormatError:
             self.close()
             raise
-        except (*_BROKEN, ValueError):
+        except (*DAMAGED, ValueError):
             self.close()
             raise ImportFormatError(f"{path}: cannot be opened as a bulk export") from None
         if self.lines is not raw:
@@ -140,7 +147,7 @@ class _Stream:
             while line and not line.endswith(b"\n"):
                 line = self.lines.readline(MAX_LINE_BYTES)
             return None
-        except _BROKEN:
+        except DAMAGED:
             raise ImportFormatError(
                 f"{self.path}: damaged or truncated compressed data (no further lines readable)"
             ) from None
@@ -183,14 +190,14 @@ class _Users:
             return None
         name = username.lower()
         key = self.keys.get(name, name)
-        return key if len(key) <= _MAX_PERSON else None
+        return key if len(key) <= MAX_PERSON else None
 
 
 def _events(stream: _Stream, ctx: ImportContext, person_key: str) -> Iterator[RawEvent]:
     users = _Users()
     reader = _PostReader(users, ctx)
     skip = ctx.stats.skip
-    reported = 0
+    progress = Progress(ctx.progress)
     try:
         while True:
             line = stream.next_line()
@@ -199,10 +206,7 @@ def _events(stream: _Stream, ctx: ImportContext, person_key: str) -> Iterator[Ra
                 continue
             if not line:
                 break
-            pos = stream.position()
-            if pos - reported >= _PROGRESS_EVERY:
-                ctx.progress(pos - reported)
-                reported = pos
+            progress.at(stream.position())
             if not line.strip():
                 continue
             try:
@@ -227,9 +231,7 @@ def _events(stream: _Stream, ctx: ImportContext, person_key: str) -> Iterator[Ra
                 yield from reader.post(body, direct=kind == "direct_post")
             else:
                 skip("unknown_type")
-        end = stream.position()
-        if end > reported:
-            ctx.progress(end - reported)
+        progress.end(stream.position())
     finally:
         stream.close()
 
@@ -239,13 +241,9 @@ def _user(body: object, users: _Users, person_key: str, ctx: ImportContext) -> N
     if not isinstance(body, dict) or not isinstance(name, str) or not name:
         ctx.stats.skip("unparseable")
         return
-    email = body.get("email")
     name = name.lower()
-    users.keys[name] = (
-        email.strip().lower()
-        if person_key == "email" and isinstance(email, str) and email.strip()
-        else name
-    )
+    email = email_key(body.get("email")) if person_key == "email" else None
+    users.keys[name] = email or name
 
 
 def _ms(value: object) -> datetime | None:
@@ -258,14 +256,6 @@ def _ms(value: object) -> datetime | None:
         return None
 
 
-def _fit(value: str) -> str:
-    """An id within the contract's 200 characters (a hash of it when longer)."""
-    if len(value) <= _MAX_ID:
-        return value
-    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16)
-    return f"{PLATFORM}:h:{digest.hexdigest()}"
-
-
 def _is_bot(msg: dict[str, Any], users: _Users) -> bool:
     props = msg.get("props")
     if isinstance(props, dict) and any(props.get(k) in (True, "true") for k in _BOT_PROPS):
@@ -274,7 +264,8 @@ def _is_bot(msg: dict[str, Any], users: _Users) -> bool:
     return isinstance(user, str) and user.lower() in users.bots
 
 
-def _deleted(msg: dict[str, Any]) -> bool:
+def deleted(msg: dict[str, Any]) -> bool:
+    """Whether a post (export or API) has a ``delete_at`` time."""
     d = msg.get("delete_at")
     return isinstance(d, int) and not isinstance(d, bool) and d > 0
 
@@ -305,19 +296,20 @@ class _PostReader:
             ok = isinstance(team, str) and isinstance(channel, str) and bool(team and channel)
             space = f"{team}/{channel}"
             base = f"{PLATFORM}:{space}"
-        if not ok or when is None or len(space) > _MAX_ID or not isinstance(replies, list):
+        if not ok or when is None or len(space) > MAX_ID or not isinstance(replies, list):
             skip("unparseable", n)
             return
-        if _deleted(body):
+        if deleted(body):
             skip("deleted", n)
             return
-        cid = _fit(f"{base}:{body['create_at']}")
+        cid = fit_id(f"{base}:{body['create_at']}", PLATFORM)
+        message = Message(PLATFORM, cid, cid, iso(when), space)
         post_type = body.get("type") or ""
         if not isinstance(post_type, str):
             skip("unparseable", n)
             return
         if post_type:
-            yield from self._system(body, post_type, cid, space, when)
+            yield from self._system(body, post_type, message)
             if n > 1:
                 skip("system", n - 1)  # replies to a system message
             return
@@ -329,41 +321,28 @@ class _PostReader:
             if author is None:
                 skip("unparseable", n)
                 return
-            occurred = iso(when)
-            yield event(
-                cid,
-                "post_created",
-                occurred,
-                author,
-                platform=PLATFORM,
-                space_id=space,
-                content_id=cid,
-                root_content_id=cid,
-            )
-            yield from self._mentions(body, author, occurred, cid, cid, space)
-        yield from self._reactions(body, author, cid, cid, space)
+            yield message.post(author)
+            yield from self._mentions(body, message, author)
+        yield from self._reactions(body, message, author)
         seen: dict[int, int] = {}
         for reply in replies:
-            yield from self._reply(reply, author, cid, space, seen)
+            yield from self._reply(reply, author, message, seen)
 
-    def _system(
-        self, body: dict[str, Any], post_type: str, cid: str, space: str, when: datetime
-    ) -> Iterator[RawEvent]:
-        if post_type in _JOIN or post_type in _LEAVE:
-            prop = _JOIN.get(post_type) or _LEAVE.get(post_type)
-            props = body.get("props")
-            who = props.get(prop) if prop and isinstance(props, dict) else body.get("user")
-            actor = self.users.key(who)
-            if actor is not None and not (isinstance(who, str) and who.lower() in self.users.bots):
-                kind = "member_joined" if post_type in _JOIN else "member_left"
-                yield event(cid, kind, iso(when), actor, platform=PLATFORM, space_id=space)
-                return
-            self.ctx.stats.skip("bot" if actor is not None else "unparseable")
+    def _system(self, body: dict[str, Any], post_type: str, message: Message) -> Iterator[RawEvent]:
+        if post_type not in MEMBERSHIP_TYPES:
+            self.ctx.stats.skip("system")
             return
-        self.ctx.stats.skip("system")
+        kind, prop = MEMBERSHIP_TYPES[post_type]
+        props = body.get("props")
+        who = props.get(prop) if prop and isinstance(props, dict) else body.get("user")
+        actor = self.users.key(who)
+        if actor is not None and not (isinstance(who, str) and who.lower() in self.users.bots):
+            yield message.membership(kind, actor)
+            return
+        self.ctx.stats.skip("bot" if actor is not None else "unparseable")
 
     def _reply(
-        self, reply: object, root_author: str | None, root: str, space: str, seen: dict[int, int]
+        self, reply: object, root_author: str | None, post: Message, seen: dict[int, int]
     ) -> Iterator[RawEvent]:
         skip = self.ctx.stats.skip
         if not isinstance(reply, dict):
@@ -373,7 +352,7 @@ class _PostReader:
         if when is None:
             skip("unparseable")
             return
-        if _deleted(reply):
+        if deleted(reply):
             skip("deleted")
             return
         reply_type = reply.get("type") or ""
@@ -383,7 +362,8 @@ class _PostReader:
         ms = reply["create_at"]
         dup = seen.get(ms, 0)
         seen[ms] = dup + 1
-        cid = _fit(f"{root}:{ms}" + (f":{dup}" if dup else ""))
+        cid = fit_id(f"{post.content_id}:{ms}" + (f":{dup}" if dup else ""), PLATFORM)
+        message = Message(PLATFORM, cid, post.content_id, iso(when), post.space_id)
         author: str | None = None
         if _is_bot(reply, self.users):
             skip("bot")
@@ -392,45 +372,19 @@ class _PostReader:
             if author is None:
                 skip("unparseable")
                 return
-            occurred = iso(when)
-            yield event(
-                cid,
-                "reply_created",
-                occurred,
-                author,
-                platform=PLATFORM,
-                space_id=space,
-                target_actor_id=root_author,
-                content_id=cid,
-                parent_content_id=root,
-                root_content_id=root,
+            yield message.reply(
+                author, parent_content_id=post.content_id, target_actor_id=root_author
             )
-            yield from self._mentions(reply, author, occurred, cid, root, space)
-        yield from self._reactions(reply, author, cid, root, space)
+            yield from self._mentions(reply, message, author)
+        yield from self._reactions(reply, message, author)
 
-    def _mentions(
-        self, msg: dict[str, Any], actor: str, occurred: str, cid: str, root: str, space: str
-    ) -> Iterator[RawEvent]:
-        known = self.users.keys
-        k = 0
-        for name in at_mentions(msg.get("message"), known):
-            if name in self.users.bots:
-                continue
-            yield event(
-                _fit(f"{cid}:mention:{k}"),
-                "mention",
-                occurred,
-                actor,
-                platform=PLATFORM,
-                space_id=space,
-                target_actor_id=known[name],
-                content_id=cid,
-                root_content_id=root,
-            )
-            k += 1
+    def _mentions(self, msg: dict[str, Any], message: Message, actor: str) -> Iterator[RawEvent]:
+        known, bots = self.users.keys, self.users.bots
+        names = at_mentions(msg.get("message"), known)
+        yield from message.numbered_mentions(actor, (known[n] for n in names if n not in bots))
 
     def _reactions(
-        self, msg: dict[str, Any], author: str | None, cid: str, root: str, space: str
+        self, msg: dict[str, Any], message: Message, author: str | None
     ) -> Iterator[RawEvent]:
         reactions = msg.get("reactions")
         if not reactions:
@@ -458,15 +412,6 @@ class _PostReader:
             key = (emoji, r["create_at"])
             dup = seen.get(key, 0)
             seen[key] = dup + 1
-            h = hashlib.blake2b(emoji.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
-            yield event(
-                _fit(f"{cid}:reaction:{h}:{r['create_at']}" + (f":{dup}" if dup else "")),
-                "reaction_added",
-                iso(when),
-                actor,
-                platform=PLATFORM,
-                space_id=space,
-                target_actor_id=author,
-                content_id=cid,
-                root_content_id=root,
-            )
+            tail = f":{r['create_at']}" + (f":{dup}" if dup else "")
+            event_id = fit_id(f"{message.content_id}:reaction:{short_hash(emoji)}{tail}", PLATFORM)
+            yield message.reaction(event_id, actor, author, iso(when))

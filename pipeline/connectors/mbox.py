@@ -40,18 +40,24 @@ import os
 import re
 import zlib
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
 from typing import IO, Final
 
 from pipeline.connectors.base import (
+    MAX_ID,
+    MAX_PERSON,
+    PROGRESS_STEP,
     ImportContext,
     ImportFormatError,
+    Message,
     RawEvent,
-    event,
+    assume_utc,
     iso,
+    open_source,
+    parse_iso,
     source_files,
 )
 
@@ -60,7 +66,6 @@ DEFAULT_SPACE: Final = "mbox"
 MAX_REMEMBERED: Final = 200_000
 _MAX_HEADER_BYTES: Final = 1 << 20  # a header block larger than this is not a mail
 _SNIFF_BYTES: Final = 1 << 20  # a "From " line must appear this early
-_PROGRESS_BYTES: Final = 1 << 20
 _MSGID: Final = re.compile(r"<([^<>]+)>")
 _BOT_PRECEDENCE: Final = frozenset({"bulk", "junk", "auto_reply"})
 
@@ -109,7 +114,7 @@ def addresses(*values: str | None) -> list[str]:
     """Lower-cased addresses (with an ``@``, at most the contract's 320 characters) of address
     headers, in order, without repeats."""
     found = email.utils.getaddresses([v for v in values if v])
-    out = dict.fromkeys(a.strip().lower() for _, a in found if "@" in a and len(a) <= 320)
+    out = dict.fromkeys(a.strip().lower() for _, a in found if "@" in a and len(a) <= MAX_PERSON)
     return list(out)
 
 
@@ -120,11 +125,8 @@ def parse_date(value: str | None) -> datetime | None:
     try:
         ts = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
-        try:
-            ts = datetime.fromisoformat(value.strip())
-        except ValueError:
-            return None
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+        return parse_iso(value.strip())
+    return assume_utc(ts)
 
 
 def list_space(list_id: str | None) -> str:
@@ -135,7 +137,7 @@ def list_space(list_id: str | None) -> str:
     space = "".join((m.group(1) if m else list_id).split()).lower()
     if not space:
         return DEFAULT_SPACE
-    if "@" in space or len(space) > 200:
+    if "@" in space or len(space) > MAX_ID:
         return "mbox:" + _digest(space)[:24]
     return space
 
@@ -197,7 +199,7 @@ class MailThreads:
         parent_mid = in_reply_to[0] if in_reply_to else (refs[-1] if refs else None)
         target: str | None = None
         root = cid
-        out: list[RawEvent] = []
+        parent: str | None = None
         if parent_mid is not None and parent_mid != mid:
             parent = content_id(parent_mid)
             known = self._seen.get(bytes.fromhex(parent[5:]))
@@ -205,51 +207,17 @@ class MailThreads:
                 target, root = known
             else:
                 root = content_id(refs[0]) if refs and refs[0] != mid else parent
-            out.append(
-                event(
-                    cid,
-                    "reply_created",
-                    at,
-                    actor,
-                    platform=PLATFORM,
-                    space_id=space,
-                    target_actor_id=target,
-                    content_id=cid,
-                    parent_content_id=parent,
-                    root_content_id=root,
-                )
-            )
+        message = Message(PLATFORM, cid, root, at, space)
+        if parent is None:
+            out = [message.post(actor)]
         else:
-            out.append(
-                event(
-                    cid,
-                    "post_created",
-                    at,
-                    actor,
-                    platform=PLATFORM,
-                    space_id=space,
-                    content_id=cid,
-                    root_content_id=root,
-                )
-            )
+            out = [message.reply(actor, parent_content_id=parent, target_actor_id=target)]
         self._remember(key, actor, root)
         lists = _list_addresses(headers)
         for rcpt in addresses(headers.get("to"), headers.get("cc")):
             if rcpt == actor or rcpt == target or rcpt in lists or rcpt.replace("@", ".") in lists:
                 continue
-            out.append(
-                event(
-                    f"{cid}:to:{_digest(rcpt)[:16]}",
-                    "mention",
-                    at,
-                    actor,
-                    platform=PLATFORM,
-                    space_id=space,
-                    target_actor_id=rcpt,
-                    content_id=cid,
-                    root_content_id=root,
-                )
-            )
+            out.append(message.mention(f"{cid}:to:{_digest(rcpt)[:16]}", actor, rcpt))
         return out
 
 
@@ -269,10 +237,7 @@ def _mbox_files(source: Path) -> list[Path]:
 
 def _open(path: Path) -> IO[bytes]:
     """The archive's bytes, decompressing gzip / bzip2 (recognised by their magic bytes)."""
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise ImportFormatError(f"{path}: cannot be opened ({exc.strerror})") from None
+    fh = open_source(path)
     magic = fh.read(3)
     fh.seek(0)
     if magic[:2] == b"\x1f\x8b":
@@ -321,7 +286,7 @@ def _header_blocks(path: Path, ctx: ImportContext) -> Iterator[dict[str, str] | 
                         break
                     garbage = garbage or bool(line.strip())
                 prev_blank = _is_blank(line)
-                if n_read - reported >= _PROGRESS_BYTES:
+                if n_read - reported >= PROGRESS_STEP:
                     done = _position(raw, n_read, size)
                     ctx.progress(done - reported)
                     reported = done

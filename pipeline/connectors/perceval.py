@@ -25,7 +25,8 @@ Each item is ``{"backend_name", "category", "origin", "uuid", "updated_on", "dat
 * **discourse** (``topic``: ``/t/{id}.json`` with all ``post_stream.posts``): post 1 ->
   ``post_created``, every other post -> ``reply_created`` (parent = the post
   ``reply_to_post_number``, else post 1; target = its author, or ``reply_to_user``);
-  ``<a class="mention" href="/u/NAME">`` in ``cooked`` -> ``mention``; ``post_type`` 2/3
+  ``<a class="mention" href="/u/NAME">`` in ``cooked`` -> ``mention`` (also of the author, as
+  the other readers record self-mentions); ``post_type`` 2/3
   (moderator action, small action), the system users -> ``system``; ``deleted_at`` ->
   ``deleted``. Space ``discourse-category-<id>`` (private messages: none). Likes are only
   counts in ``actions_summary``, without who liked: lost.
@@ -53,40 +54,29 @@ from typing import Any, Final
 
 import orjson
 
+from pipeline.connectors import mattermost, slack
 from pipeline.connectors.base import (
+    MAX_ID,
     ImportContext,
     ImportFormatError,
+    Message,
+    Progress,
     RawEvent,
-    event,
+    fit_id,
     iso,
+    open_source,
+    parse_iso,
+    short_hash,
     source_files,
 )
 from pipeline.connectors.mbox import MailThreads
 from pipeline.connectors.mentions import at_mentions, slack_mentions
-from pipeline.connectors.slack import parse_ts
 
-_PROGRESS_BYTES: Final = 1 << 20
-_MAX_ID: Final = 200
 _DIRECT: Final = "direct"  # one space for all direct / group messages, as the export readers
 _DISCOURSE_MENTION: Final = re.compile(
     r"<a\b[^>]*\bclass=\"mention\"[^>]*\bhref=\"/u(?:sers)?/([^\"/?#]+)\"|"
     r"<a\b[^>]*\bhref=\"/u(?:sers)?/([^\"/?#]+)\"[^>]*\bclass=\"mention\""
 )
-# Slack message subtypes, as pipeline.connectors.slack reads them
-_SLACK_POSTS: Final = frozenset({"", "file_share", "me_message", "thread_broadcast"})
-_SLACK_JOIN: Final = frozenset({"channel_join", "group_join"})
-_SLACK_LEAVE: Final = frozenset({"channel_leave", "group_leave"})
-_SLACK_DELETED: Final = frozenset({"tombstone", "message_deleted"})
-_SLACK_EDITED: Final = frozenset({"message_changed"})
-_SLACK_BOT_SUBTYPES: Final = frozenset({"bot_message", "bot_add", "bot_remove"})
-_SLACKBOT: Final = "USLACKBOT"
-# Mattermost post types -> (membership event, prop naming the member; None: the poster)
-_MM_MEMBERSHIP: Final[dict[str, tuple[str, str | None]]] = {
-    "system_join_channel": ("member_joined", None),
-    "system_leave_channel": ("member_left", None),
-    "system_add_to_channel": ("member_joined", "addedUsername"),
-    "system_remove_from_channel": ("member_left", "removedUsername"),
-}
 #: Discourse's own accounts (system, discobot) have ids <= 0.
 _DISCOURSE_SYSTEM_NAMES: Final = frozenset({"system", "discobot"})
 
@@ -99,11 +89,9 @@ def read(source: Path, ctx: ImportContext) -> Iterator[RawEvent]:
     mail = MailThreads()
     for learning in (True, False):  # pass 1 learns, pass 2 yields; each reports half the bytes
         for f in files:
-            reported = 0
+            progress = Progress(ctx.progress, passes=2)
             for item, pos in _items(f):
-                if pos - reported >= _PROGRESS_BYTES:
-                    ctx.progress((pos - reported) // 2)
-                    reported = pos
+                progress.at(pos)
                 if learning:
                     if item is not None:
                         index.learn(item)
@@ -111,7 +99,7 @@ def read(source: Path, ctx: ImportContext) -> Iterator[RawEvent]:
                     ctx.stats.skip("unparseable")
                 else:
                     yield from _item_events(item, index, mail, ctx)
-            ctx.progress((f.stat().st_size - reported) // 2)
+            progress.end(f.stat().st_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,11 +115,7 @@ def _items(path: Path) -> Iterator[tuple[dict[str, Any] | None, int]]:
     pos = 0
     seen_item = False
     pretty: list[bytes] | None = None
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise ImportFormatError(f"{path}: cannot be opened ({exc.strerror})") from None
-    with fh:
+    with open_source(path) as fh:
         for line in fh:
             pos += len(line)
             if pretty is not None:
@@ -199,29 +183,8 @@ def _ms_time(ms: object) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def _iso_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
-
-
 def _site(origin: object) -> str:
     return hashlib.sha256(str(origin).encode()).hexdigest()[:8]
-
-
-def _short_hash(value: str) -> str:
-    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
-
-
-def _fit(value: str, platform: str) -> str:
-    """An id within the contract's 200 characters (a hash of it when longer)."""
-    if len(value) <= _MAX_ID:
-        return value
-    return f"{platform}:h:{hashlib.blake2b(value.encode(), digest_size=16).hexdigest()}"
 
 
 @dataclass
@@ -229,7 +192,7 @@ class _Index:
     """What pass 1 learns from the whole file (authors' profiles, thread roots)."""
 
     slack_keys: dict[str, str] = field(default_factory=dict)  # user id -> e-mail
-    slack_bots: set[str] = field(default_factory=lambda: {_SLACKBOT})
+    slack_bots: set[str] = field(default_factory=lambda: {slack.SLACKBOT})
     slack_roots: dict[tuple[str, str], str | None] = field(default_factory=dict)  # -> author
     mm_keys: dict[str, str] = field(default_factory=dict)  # user id -> e-mail or username
     mm_names: dict[str, str] = field(default_factory=dict)  # username -> person key
@@ -313,7 +276,7 @@ def _slack(item: dict[str, Any], index: _Index, ctx: ImportContext) -> Iterator[
     """One message of ``conversations.history`` with ``user_data`` and ``channel_info``."""
     data, skip = item["data"], ctx.stats.skip
     ts, subtype = data.get("ts"), data.get("subtype") or ""
-    when = parse_ts(ts)
+    when = slack.parse_ts(ts)
     if when is None or not isinstance(ts, str) or not isinstance(subtype, str):
         skip("unparseable")
         return
@@ -321,131 +284,50 @@ def _slack(item: dict[str, Any], index: _Index, ctx: ImportContext) -> Iterator[
     info = _dict(data.get("channel_info"))
     name = info.get("name")
     direct = info.get("is_im") is True or info.get("is_mpim") is True
-    space = _DIRECT if direct else (name if isinstance(name, str) and name else channel)[:_MAX_ID]
+    space = _DIRECT if direct else (name if isinstance(name, str) and name else channel)[:MAX_ID]
     thread = data.get("thread_ts")
-    thread = thread if parse_ts(thread) is not None else None
+    replied: str | None = None  # the thread's root when the message is a reply in a thread
+    if isinstance(thread, str) and thread != ts and slack.parse_ts(thread) is not None:
+        replied = thread
     uid = data.get("user") if isinstance(data.get("user"), str) and data.get("user") else None
-    cid = _fit(f"slack:{channel}:{ts}", "slack")
-    is_reply = thread is not None and thread != ts
-    root = _fit(f"slack:{channel}:{thread}", "slack") if is_reply else cid
-    if subtype in _SLACK_DELETED:
+    cid = slack.content_id(channel, ts)
+    root = slack.content_id(channel, replied) if replied is not None else cid
+    message = Message(slack.PLATFORM, cid, root, iso(when), space)
+    bots, key = index.slack_bots, index.slack_key
+    if subtype in slack.DELETED_SUBTYPES:
         skip("deleted")
         return
-    if subtype in _SLACK_EDITED:
+    if subtype in slack.EDITED_SUBTYPES:
         skip("edited")
         return
-    if subtype in _SLACK_BOT_SUBTYPES or data.get("bot_id") or uid in index.slack_bots:
+    if subtype in slack.BOT_SUBTYPES or data.get("bot_id") or uid in bots:
         skip("bot")
-        yield from _slack_reactions(data, index, ctx, when, cid, root, space, None)
+        yield from slack.reactions(data, message, None, key, bots, ctx.stats)
         return
     if uid is None:
         skip("unparseable")
         return
-    actor, at = index.slack_key(uid), iso(when)
-    if subtype in _SLACK_JOIN or subtype in _SLACK_LEAVE:
-        kind = "member_joined" if subtype in _SLACK_JOIN else "member_left"
-        yield event(cid, kind, at, actor, platform="slack", space_id=space)
+    actor = key(uid)
+    kind = slack.membership(subtype)
+    if kind is not None:
+        yield message.membership(kind, actor)
         return
-    if subtype not in _SLACK_POSTS:
+    if subtype not in slack.POST_SUBTYPES:
         skip("system")
         return
-    if is_reply:
-        assert thread is not None
+    if replied is not None:
         parent_user = data.get("parent_user_id")
         if isinstance(parent_user, str) and parent_user:
-            target = None if parent_user in index.slack_bots else index.slack_key(parent_user)
+            target = None if parent_user in bots else key(parent_user)
         else:
-            author = index.slack_roots.get((channel, thread))
-            target = index.slack_key(author) if author else None
-        yield event(
-            cid,
-            "reply_created",
-            at,
-            actor,
-            platform="slack",
-            space_id=space,
-            target_actor_id=target,
-            content_id=cid,
-            parent_content_id=root,
-            root_content_id=root,
-        )
+            author = index.slack_roots.get((channel, replied))
+            target = key(author) if author else None
+        yield message.reply(actor, parent_content_id=root, target_actor_id=target)
     else:
-        yield event(
-            cid,
-            "post_created",
-            at,
-            actor,
-            platform="slack",
-            space_id=space,
-            content_id=cid,
-            root_content_id=cid,
-        )
-    k = 0
-    for mentioned in slack_mentions(data.get("text")):
-        if mentioned in index.slack_bots:
-            continue
-        yield event(
-            _fit(f"{cid}:mention:{k}", "slack"),
-            "mention",
-            at,
-            actor,
-            platform="slack",
-            space_id=space,
-            target_actor_id=index.slack_key(mentioned),
-            content_id=cid,
-            root_content_id=root,
-        )
-        k += 1
-    yield from _slack_reactions(data, index, ctx, when, cid, root, space, actor)
-
-
-def _slack_reactions(
-    data: dict[str, Any],
-    index: _Index,
-    ctx: ImportContext,
-    when: datetime,
-    cid: str,
-    root: str,
-    space: str,
-    author: str | None,
-) -> Iterator[RawEvent]:
-    """``reactions[].users`` at the message's time (Slack gives none for reactions)."""
-    reactions = data.get("reactions")
-    if not reactions:
-        return
-    skip = ctx.stats.skip
-    if not isinstance(reactions, list):
-        skip("unparseable")
-        return
-    at = iso(when)
-    for reaction in reactions:
-        name = _dict(reaction).get("name")
-        people = _dict(reaction).get("users")
-        if not isinstance(name, str) or not isinstance(people, list):
-            skip("unparseable")
-            continue
-        count = reaction.get("count")
-        if isinstance(count, int) and not isinstance(count, bool) and count > len(people):
-            skip("reaction_users_unknown", count - len(people))  # Slack lists only some
-        emoji = _short_hash(name)
-        for i, uid in enumerate(people):
-            if not isinstance(uid, str) or not uid:
-                skip("unparseable")
-                continue
-            if uid in index.slack_bots:
-                skip("bot")
-                continue
-            yield event(
-                _fit(f"{cid}:reaction:{emoji}:{i}", "slack"),
-                "reaction_added",
-                at,
-                index.slack_key(uid),
-                platform="slack",
-                space_id=space,
-                target_actor_id=author,
-                content_id=cid,
-                root_content_id=root,
-            )
+        yield message.post(actor)
+    mentioned = slack_mentions(data.get("text"))
+    yield from message.numbered_mentions(actor, (key(m) for m in mentioned if m not in bots))
+    yield from slack.reactions(data, message, actor, key, bots, ctx.stats)
 
 
 def _mm_bot(data: dict[str, Any], index: _Index) -> bool:
@@ -467,8 +349,7 @@ def _mattermost(item: dict[str, Any], index: _Index, ctx: ImportContext) -> Iter
     if not isinstance(pid, str) or not pid or when is None or not isinstance(post_type, str):
         skip("unparseable")
         return
-    delete_at = data.get("delete_at")
-    if isinstance(delete_at, int) and not isinstance(delete_at, bool) and delete_at > 0:
+    if mattermost.deleted(data):
         skip("deleted")
         return
     channel = _dict(data.get("channel_data"))
@@ -476,14 +357,16 @@ def _mattermost(item: dict[str, Any], index: _Index, ctx: ImportContext) -> Iter
         space: str | None = _DIRECT
     else:
         name = channel.get("name") or data.get("channel_id")
-        space = name[:_MAX_ID] if isinstance(name, str) and name else None
-    cid = _fit(f"mattermost:{pid}", "mattermost")
-    at = iso(when)
+        space = name[:MAX_ID] if isinstance(name, str) and name else None
+    cid = _mm_id(pid)
+    root_id = data.get("root_id") or ""
+    root = _mm_id(root_id) if root_id else cid
+    message = Message(mattermost.PLATFORM, cid, root, iso(when), space)
     if post_type:
-        if post_type not in _MM_MEMBERSHIP:
+        if post_type not in mattermost.MEMBERSHIP_TYPES:
             skip("system")
             return
-        kind, prop = _MM_MEMBERSHIP[post_type]
+        kind, prop = mattermost.MEMBERSHIP_TYPES[post_type]
         if prop is None:
             who = index.mm_keys.get(uid) if isinstance(uid, str) else None
             bot = _mm_bot(data, index)
@@ -496,10 +379,8 @@ def _mattermost(item: dict[str, Any], index: _Index, ctx: ImportContext) -> Iter
         elif bot:
             skip("bot")
         else:
-            yield event(cid, kind, at, who, platform="mattermost", space_id=space)
+            yield message.membership(kind, who)
         return
-    root_id = data.get("root_id") or ""
-    root = _fit(f"mattermost:{root_id}", "mattermost") if root_id else cid
     author: str | None = None
     if _mm_bot(data, index):
         skip("bot")
@@ -511,45 +392,16 @@ def _mattermost(item: dict[str, Any], index: _Index, ctx: ImportContext) -> Iter
         if root_id:
             parent_id = data.get("parent_id") or root_id
             parent_author = index.mm_roots.get(parent_id) if isinstance(parent_id, str) else None
-            yield event(
-                cid,
-                "reply_created",
-                at,
+            yield message.reply(
                 author,
-                platform="mattermost",
-                space_id=space,
+                parent_content_id=_mm_id(parent_id),
                 target_actor_id=index.mm_keys.get(parent_author) if parent_author else None,
-                content_id=cid,
-                parent_content_id=_fit(f"mattermost:{parent_id}", "mattermost"),
-                root_content_id=root,
             )
         else:
-            yield event(
-                cid,
-                "post_created",
-                at,
-                author,
-                platform="mattermost",
-                space_id=space,
-                content_id=cid,
-                root_content_id=cid,
-            )
-        k = 0
-        for name in at_mentions(data.get("message"), index.mm_names):
-            if name in index.mm_bots:
-                continue
-            yield event(
-                _fit(f"{cid}:mention:{k}", "mattermost"),
-                "mention",
-                at,
-                author,
-                platform="mattermost",
-                space_id=space,
-                target_actor_id=index.mm_names[name],
-                content_id=cid,
-                root_content_id=root,
-            )
-            k += 1
+            yield message.post(author)
+        names = at_mentions(data.get("message"), index.mm_names)
+        targets = (index.mm_names[n] for n in names if n not in index.mm_bots)
+        yield from message.numbered_mentions(author, targets)
     reactions = _dict(data.get("metadata")).get("reactions") or []
     if not isinstance(reactions, list):
         skip("unparseable")
@@ -563,18 +415,13 @@ def _mattermost(item: dict[str, Any], index: _Index, ctx: ImportContext) -> Iter
         if user in index.mm_bots:
             skip("bot")
             continue
-        h = _short_hash(emoji)
-        yield event(
-            _fit(f"{cid}:reaction:{h}:{user}", "mattermost"),
-            "reaction_added",
-            iso(rwhen),
-            index.mm_keys.get(user, user),
-            platform="mattermost",
-            space_id=space,
-            target_actor_id=author,
-            content_id=cid,
-            root_content_id=root,
-        )
+        event_id = fit_id(f"{cid}:reaction:{short_hash(emoji)}:{user}", mattermost.PLATFORM)
+        yield message.reaction(event_id, index.mm_keys.get(user, user), author, iso(rwhen))
+
+
+def _mm_id(post_id: str) -> str:
+    """The content id of a post: ``mattermost:<post id>``."""
+    return fit_id(f"{mattermost.PLATFORM}:{post_id}", mattermost.PLATFORM)
 
 
 def _discourse(item: dict[str, Any], ctx: ImportContext) -> Iterator[RawEvent]:
@@ -606,7 +453,7 @@ def _discourse(item: dict[str, Any], ctx: ImportContext) -> Iterator[RawEvent]:
         if not isinstance(post, dict):
             stats.skip("unparseable")
             continue
-        name, ts = post.get("username"), _iso_time(post.get("created_at"))
+        name, ts = post.get("username"), parse_iso(post.get("created_at"))
         number = post.get("post_number")
         if not isinstance(name, str) or not name or ts is None or not isinstance(number, int):
             stats.skip("unparseable")
@@ -622,18 +469,10 @@ def _discourse(item: dict[str, Any], ctx: ImportContext) -> Iterator[RawEvent]:
         ):
             stats.skip("system")
             continue
-        actor, at, cid = person(name), iso(ts), cid_of(post)
+        actor, cid = person(name), cid_of(post)
+        message = Message("discourse", cid, root or cid, iso(ts), space)
         if number == 1 or first is None:
-            yield event(
-                cid,
-                "post_created",
-                at,
-                actor,
-                platform="discourse",
-                space_id=space,
-                content_id=cid,
-                root_content_id=root or cid,
-            )
+            yield message.post(actor)
         else:
             replied = post.get("reply_to_post_number")
             parent = by_number.get(replied) if isinstance(replied, int) else first
@@ -642,31 +481,11 @@ def _discourse(item: dict[str, Any], ctx: ImportContext) -> Iterator[RawEvent]:
             else:  # answered post not in the item: its author is still named
                 to = _dict(post.get("reply_to_user"))
                 parent_name, parent_cid = to.get("username"), None
-            yield event(
-                cid,
-                "reply_created",
-                at,
+            yield message.reply(
                 actor,
-                platform="discourse",
-                space_id=space,
-                target_actor_id=person(parent_name) if isinstance(parent_name, str) else None,
-                content_id=cid,
                 parent_content_id=parent_cid,
-                root_content_id=root,
+                target_actor_id=person(parent_name) if isinstance(parent_name, str) else None,
             )
-        cooked = _str(post.get("cooked"))
-        names = (a or b for a, b in _DISCOURSE_MENTION.findall(cooked))
+        names = (a or b for a, b in _DISCOURSE_MENTION.findall(_str(post.get("cooked"))))
         for mentioned in dict.fromkeys(n.lower() for n in names):
-            if mentioned == name.lower():
-                continue
-            yield event(
-                f"{cid}:mention:{mentioned}",
-                "mention",
-                at,
-                actor,
-                platform="discourse",
-                space_id=space,
-                target_actor_id=person(mentioned),
-                content_id=cid,
-                root_content_id=root or cid,
-            )
+            yield message.mention(f"{cid}:mention:{mentioned}", actor, person(mentioned))

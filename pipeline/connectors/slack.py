@@ -40,12 +40,9 @@ dropped; a reply to a dropped root has no target unless it carries ``parent_user
 
 from __future__ import annotations
 
-import hashlib
 import re
-import zipfile
-import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -54,11 +51,20 @@ from typing import Any, Final
 import orjson
 
 from pipeline.connectors.base import (
+    DAMAGED,
+    MAX_ID,
+    MAX_PERSON,
+    ExportFiles,
     ImportContext,
     ImportFormatError,
+    ImportStats,
+    Message,
     RawEvent,
-    event,
+    check_person_key,
+    email_key,
+    fit_id,
     iso,
+    short_hash,
     source_files,
 )
 from pipeline.connectors.mentions import slack_mentions
@@ -70,21 +76,20 @@ THREAD_ROOTS_PER_CHANNEL: Final = 200_000
 #: A day file larger than this (uncompressed) is skipped as ``too_large``.
 MAX_DAY_FILE_BYTES: Final = 256 * 1024 * 1024
 _MAX_META_BYTES: Final = 512 * 1024 * 1024
-_MAX_ID: Final = 200
-_MAX_PERSON: Final = 320
 
 _DAY_FILE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
 _TS: Final = re.compile(r"^(\d{1,12})(?:\.(\d{1,6}))?$")
 _DM_FOLDER: Final = re.compile(r"^D[A-Z0-9]{2,}$")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
-_POST_SUBTYPES: Final = frozenset({"", "file_share", "me_message", "thread_broadcast"})
-_JOIN: Final = frozenset({"channel_join", "group_join"})
-_LEAVE: Final = frozenset({"channel_leave", "group_leave"})
-_DELETED: Final = frozenset({"tombstone", "message_deleted"})
-_EDITED: Final = frozenset({"message_changed"})
-_BOT_SUBTYPES: Final = frozenset({"bot_message", "bot_add", "bot_remove"})
-_SLACKBOT: Final = "USLACKBOT"
+# message subtypes (the Perceval reader maps Slack items by the same sets)
+POST_SUBTYPES: Final = frozenset({"", "file_share", "me_message", "thread_broadcast"})
+JOIN_SUBTYPES: Final = frozenset({"channel_join", "group_join"})
+LEAVE_SUBTYPES: Final = frozenset({"channel_leave", "group_leave"})
+DELETED_SUBTYPES: Final = frozenset({"tombstone", "message_deleted"})
+EDITED_SUBTYPES: Final = frozenset({"message_changed"})
+BOT_SUBTYPES: Final = frozenset({"bot_message", "bot_add", "bot_remove"})
+SLACKBOT: Final = "USLACKBOT"
 # conversation metadata files, and whether their conversations are direct messages
 _CONVERSATION_FILES: Final = (
     ("channels.json", False),
@@ -93,8 +98,9 @@ _CONVERSATION_FILES: Final = (
     ("dms.json", True),
 )
 _META_FILES: Final = ("users.json", *(name for name, _ in _CONVERSATION_FILES))
+_EXPECTED: Final = "a Slack workspace export (ZIP) or its unzipped directory"
 # what reading a damaged (truncated, bad CRC, encrypted, odd compression) member raises
-_BROKEN: Final = (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, ValueError)
+_BROKEN: Final = (*DAMAGED, ValueError)
 
 
 def read(source: Path, ctx: ImportContext, *, person_key: str = "email") -> Iterator[RawEvent]:
@@ -104,8 +110,7 @@ def read(source: Path, ctx: ImportContext, *, person_key: str = "email") -> Iter
     unreadable export raises ``ImportFormatError`` here; the messages are read as the result
     is iterated. ``person_key`` is ``"email"`` (default, falls back to the user id) or ``"id"``.
     """
-    if person_key not in ("email", "id"):
-        raise ValueError(f"person_key must be 'email' or 'id', got {person_key!r}")
+    check_person_key(person_key)
     archive = _open_archive(source_files(source))
     try:
         users = _load_users(archive, ctx, person_key)
@@ -121,98 +126,48 @@ def read(source: Path, ctx: ImportContext, *, person_key: str = "email") -> Iter
 
 
 class _Archive:
-    """Files of an export by name relative to its root (where ``users.json`` is)."""
+    """The files of an export by name relative to its top, the folder of ``users.json``: in a
+    ZIP the shallowest one; of a directory, the directory itself or its one subfolder with
+    ``users.json``."""
 
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    def names(self) -> list[str]:
-        raise NotImplementedError
+    def __init__(self, source: Path) -> None:
+        self.label = str(source)
+        top = source
+        if source.is_dir() and not (source / "users.json").is_file():
+            subs = [p for p in source.iterdir() if (p / "users.json").is_file()]
+            top = subs[0] if len(subs) == 1 else source
+        self.files = ExportFiles(top, _EXPECTED)
+        self.prefix = "" if source.is_dir() else _top_folder(self.files.names)
+        n = len(self.prefix)
+        self.names = [name[n:] for name in self.files.names if name.startswith(self.prefix)]
 
     def read(self, name: str, limit: int) -> bytes | None:
-        """The file's bytes; None when larger than ``limit``; OSError/BadZipFile if broken."""
-        raise NotImplementedError
+        """The file's bytes; None when larger than ``limit``; ``_BROKEN`` errors if damaged."""
+        return self.files.read(self.prefix + name, limit)
 
     def size(self, name: str) -> int:
         """Bytes of the file in the source (compressed size in a ZIP), for progress."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class _ZipArchive(_Archive):
-    def __init__(self, path: Path) -> None:
-        super().__init__(str(path))
         try:
-            self.zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-            raise ImportFormatError(
-                f"{path}: not a readable ZIP archive (truncated or not a Slack export ZIP)"
-            ) from None
-        infos = [i for i in self.zf.infolist() if not i.is_dir()]
-        tops = sorted(
-            (i.filename for i in infos if PurePosixPath(i.filename).name == "users.json"),
-            key=lambda n: (n.count("/"), n),
-        )
-        self.root = tops[0][: -len("users.json")] if tops else ""
-        n = len(self.root)
-        self.infos = {i.filename[n:]: i for i in infos if i.filename.startswith(self.root)}
-
-    def names(self) -> list[str]:
-        return list(self.infos)
-
-    def read(self, name: str, limit: int) -> bytes | None:
-        info = self.infos[name]
-        if info.file_size > limit:
-            return None
-        with self.zf.open(info) as fh:
-            data = fh.read(limit + 1)
-        return None if len(data) > limit else data
-
-    def size(self, name: str) -> int:
-        return self.infos[name].compress_size
-
-    def close(self) -> None:
-        self.zf.close()
-
-
-class _DirArchive(_Archive):
-    def __init__(self, path: Path) -> None:
-        super().__init__(str(path))
-        root = path
-        if not (path / "users.json").is_file():
-            subs = [p for p in path.iterdir() if (p / "users.json").is_file()]
-            if len(subs) == 1:
-                root = subs[0]
-        self.root = root
-
-    def names(self) -> list[str]:
-        out = [p.name for p in self.root.iterdir() if p.is_file()]
-        for sub in self.root.iterdir():
-            if sub.is_dir():
-                out.extend(f"{sub.name}/{p.name}" for p in sub.iterdir() if p.is_file())
-        return out
-
-    def read(self, name: str, limit: int) -> bytes | None:
-        path = self.root / name
-        if path.stat().st_size > limit:
-            return None
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
-        return None if len(data) > limit else data
-
-    def size(self, name: str) -> int:
-        try:
-            return (self.root / name).stat().st_size
+            return self.files.sizes(self.prefix + name)[0]
         except OSError:
             return 0
 
+    def close(self) -> None:
+        self.files.close()
+
+
+def _top_folder(names: list[str]) -> str:
+    """``""`` or ``"<folder>/"``: where the shallowest ``users.json`` of a ZIP is."""
+    tops = sorted(
+        (n for n in names if PurePosixPath(n).name == "users.json"),
+        key=lambda n: (n.count("/"), n),
+    )
+    return tops[0][: -len("users.json")] if tops else ""
+
 
 def _open_archive(source: Path) -> _Archive:
-    archive: _Archive = _DirArchive(source) if source.is_dir() else _ZipArchive(source)
-    names = set(archive.names())
-    missing = [n for n in ("users.json", "channels.json") if n not in names]
+    archive = _Archive(source)
+    missing = [n for n in ("users.json", "channels.json") if n not in archive.names]
     if missing:
         archive.close()
         raise ImportFormatError(
@@ -239,12 +194,12 @@ def _load_json(archive: _Archive, name: str) -> Any:
 @dataclass
 class _Users:
     keys: dict[str, str] = field(default_factory=dict)  # Slack user id -> person key
-    bots: set[str] = field(default_factory=lambda: {_SLACKBOT})
+    bots: set[str] = field(default_factory=lambda: {SLACKBOT})
 
     def key(self, user_id: str) -> str | None:
         """The person key of a Slack user id (the id itself when not in users.json)."""
         key = self.keys.get(user_id, user_id)
-        return key if 0 < len(key) <= _MAX_PERSON else None
+        return key if 0 < len(key) <= MAX_PERSON else None
 
 
 def _load_users(archive: _Archive, ctx: ImportContext, person_key: str) -> _Users:
@@ -257,12 +212,12 @@ def _load_users(archive: _Archive, ctx: ImportContext, person_key: str) -> _User
         if not isinstance(uid, str) or not uid:
             ctx.stats.skip("unparseable")
             continue
-        if u.get("is_bot") is True or uid == _SLACKBOT:
+        if u.get("is_bot") is True or uid == SLACKBOT:
             users.bots.add(uid)
         profile = u.get("profile")
-        email = profile.get("email") if isinstance(profile, dict) else None
-        if person_key == "email" and isinstance(email, str) and email.strip():
-            users.keys[uid] = email.strip().lower()
+        email = email_key(profile.get("email")) if isinstance(profile, dict) else None
+        if person_key == "email" and email:
+            users.keys[uid] = email
     return users
 
 
@@ -274,7 +229,7 @@ class _Channel:
 
 def _load_channels(archive: _Archive, ctx: ImportContext) -> dict[str, _Channel]:
     """Folder name -> channel, from channels/groups (by name) and mpims/dms (direct)."""
-    names = set(archive.names())
+    names = set(archive.names)
     folders: dict[str, _Channel] = {}
     for meta, direct in _CONVERSATION_FILES:
         if meta not in names:
@@ -290,7 +245,7 @@ def _load_channels(archive: _Archive, ctx: ImportContext) -> dict[str, _Channel]
                 continue
             folder = cid if meta == "dms.json" or not isinstance(name, str) else name
             space = DIRECT_SPACE if direct else folder
-            folders[folder] = _Channel(cid, space[:_MAX_ID])
+            folders[folder] = _Channel(cid, space[:MAX_ID])
     return folders
 
 
@@ -302,7 +257,7 @@ def _events(
     archive: _Archive, users: _Users, channels: dict[str, _Channel], ctx: ImportContext
 ) -> Iterator[RawEvent]:
     try:
-        names = archive.names()
+        names = archive.names
         ctx.progress(sum(archive.size(n) for n in _META_FILES if n in names))
         days: dict[str, list[str]] = {}
         for name in names:
@@ -324,7 +279,7 @@ def _events(
 def _unknown_channel(folder: str) -> _Channel:
     """A folder not listed in the metadata: a DM/group DM by its shape, else a channel."""
     direct = bool(_DM_FOLDER.match(folder)) or folder.startswith("mpdm-")
-    return _Channel(folder[:80], DIRECT_SPACE if direct else folder[:_MAX_ID])
+    return _Channel(folder[:80], DIRECT_SPACE if direct else folder[:MAX_ID])
 
 
 def _day_file(archive: _Archive, name: str, ctx: ImportContext) -> list[Any]:
@@ -361,16 +316,60 @@ def parse_ts(ts: object) -> datetime | None:
         return None
 
 
-def _short_hash(value: str) -> str:
-    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+def content_id(channel_id: str, ts: str) -> str:
+    """The content id of the message ``ts`` of a conversation: ``slack:<channel id>:<ts>``."""
+    return fit_id(f"{PLATFORM}:{channel_id}:{ts}", PLATFORM)
 
 
-def _fit(value: str) -> str:
-    """An id within the contract's 200 characters (a hash of it when longer)."""
-    if len(value) <= _MAX_ID:
-        return value
-    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16)
-    return f"{PLATFORM}:h:{digest.hexdigest()}"
+def membership(subtype: str) -> str | None:
+    """``member_joined`` / ``member_left`` for a join / leave subtype, else None."""
+    if subtype in JOIN_SUBTYPES:
+        return "member_joined"
+    return "member_left" if subtype in LEAVE_SUBTYPES else None
+
+
+def reactions(
+    msg: dict[str, Any],
+    message: Message,
+    author: str | None,
+    person: Callable[[str], str | None],
+    bots: Container[str],
+    stats: ImportStats,
+) -> Iterator[RawEvent]:
+    """``reactions[].users[]`` of a message: one ``reaction_added`` per person and emoji
+    towards the message's ``author``, at the message's time (the export has no reaction time).
+    Counted as skips: a bot's reaction, a malformed entry or user (also one ``person`` gives
+    no key for), and the people Slack left out of ``users`` (``count`` is larger)."""
+    listed = msg.get("reactions")
+    if not listed:
+        return
+    skip = stats.skip
+    if not isinstance(listed, list):
+        skip("unparseable")
+        return
+    for reaction in listed:
+        name = reaction.get("name") if isinstance(reaction, dict) else None
+        people = reaction.get("users") if isinstance(reaction, dict) else None
+        if not isinstance(name, str) or not isinstance(people, list):
+            skip("unparseable")
+            continue
+        count = reaction.get("count")
+        if isinstance(count, int) and not isinstance(count, bool) and count > len(people):
+            skip("reaction_users_unknown", count - len(people))  # Slack lists only some
+        emoji = short_hash(name)
+        for i, uid in enumerate(people):
+            if not isinstance(uid, str) or not uid:
+                skip("unparseable")
+                continue
+            if uid in bots:
+                skip("bot")
+                continue
+            actor = person(uid)
+            if actor is None:
+                skip("unparseable")
+                continue
+            event_id = fit_id(f"{message.content_id}:reaction:{emoji}:{i}", PLATFORM)
+            yield message.reaction(event_id, actor, author)
 
 
 class _ChannelReader:
@@ -382,9 +381,6 @@ class _ChannelReader:
         self.ctx = ctx
         # thread_ts -> author key of the root (None: deleted, a bot, unknown)
         self.roots: OrderedDict[str, str | None] = OrderedDict()
-
-    def cid(self, ts: str) -> str:
-        return _fit(f"{PLATFORM}:{self.ch.channel_id}:{ts}")
 
     def _remember_root(self, ts: str, author: str | None) -> None:
         self.roots[ts] = author
@@ -423,17 +419,22 @@ class _ChannelReader:
         is_reply = thread_ts is not None and thread_ts != ts
         user = msg.get("user")
         uid = user if isinstance(user, str) and user else None
+        users = self.users
         bot = (
-            subtype in _BOT_SUBTYPES
+            subtype in BOT_SUBTYPES
             or bool(msg.get("bot_id"))
-            or (uid is not None and uid in self.users.bots)
+            or (uid is not None and uid in users.bots)
         )
-        if subtype in _DELETED:
+        channel_id = self.ch.channel_id
+        cid = content_id(channel_id, ts)
+        root = content_id(channel_id, thread_ts) if is_reply and thread_ts is not None else cid
+        message = Message(PLATFORM, cid, root, iso(when), self.ch.space_id)
+        if subtype in DELETED_SUBTYPES:
             if is_root:
                 self._remember_root(ts, None)
             skip("deleted")
             return
-        if subtype in _EDITED:
+        if subtype in EDITED_SUBTYPES:
             skip("edited")
             return
         if bot:
@@ -441,111 +442,27 @@ class _ChannelReader:
                 self._remember_root(ts, None)
             skip("bot")
             # people's reactions to a bot message still count as activity (no target)
-            cid = self.cid(ts)
-            root = self.cid(thread_ts) if is_reply and thread_ts else cid
-            yield from self._reactions(msg, when, cid, root, None)
+            yield from reactions(msg, message, None, users.key, users.bots, self.ctx.stats)
             return
-        actor = self.users.key(uid) if uid is not None else None
+        actor = users.key(uid) if uid is not None else None
         if actor is None:
             skip("unparseable")
             return
-        occurred = iso(when)
-        space = self.ch.space_id
-        if subtype in _JOIN or subtype in _LEAVE:
-            kind = "member_joined" if subtype in _JOIN else "member_left"
-            yield event(self.cid(ts), kind, occurred, actor, platform=PLATFORM, space_id=space)
+        kind = membership(subtype)
+        if kind is not None:
+            yield message.membership(kind, actor)
             return
-        if subtype not in _POST_SUBTYPES:
+        if subtype not in POST_SUBTYPES:
             skip("system")
             return
-        cid = self.cid(ts)
         if is_reply and thread_ts is not None:
-            root = self.cid(thread_ts)
-            yield event(
-                cid,
-                "reply_created",
-                occurred,
-                actor,
-                platform=PLATFORM,
-                space_id=space,
-                target_actor_id=self._root_author(msg, thread_ts),
-                content_id=cid,
-                parent_content_id=root,
-                root_content_id=root,
-            )
+            target = self._root_author(msg, thread_ts)
+            yield message.reply(actor, parent_content_id=root, target_actor_id=target)
         else:
-            root = cid
             if is_root:
                 self._remember_root(ts, actor)
-            yield event(
-                cid,
-                "post_created",
-                occurred,
-                actor,
-                platform=PLATFORM,
-                space_id=space,
-                content_id=cid,
-                root_content_id=cid,
-            )
-        k = 0
-        for mentioned in slack_mentions(msg.get("text")):
-            target = None if mentioned in self.users.bots else self.users.key(mentioned)
-            if target is None:
-                continue
-            yield event(
-                _fit(f"{cid}:mention:{k}"),
-                "mention",
-                occurred,
-                actor,
-                platform=PLATFORM,
-                space_id=space,
-                target_actor_id=target,
-                content_id=cid,
-                root_content_id=root,
-            )
-            k += 1
-        yield from self._reactions(msg, when, cid, root, actor)
-
-    def _reactions(
-        self, msg: dict[str, Any], when: datetime, cid: str, root: str, author: str | None
-    ) -> Iterator[RawEvent]:
-        reactions = msg.get("reactions")
-        if not reactions:
-            return
-        skip = self.ctx.stats.skip
-        if not isinstance(reactions, list):
-            skip("unparseable")
-            return
-        occurred = iso(when)
-        for reaction in reactions:
-            name = reaction.get("name") if isinstance(reaction, dict) else None
-            people = reaction.get("users") if isinstance(reaction, dict) else None
-            if not isinstance(name, str) or not isinstance(people, list):
-                skip("unparseable")
-                continue
-            count = reaction.get("count")
-            if isinstance(count, int) and not isinstance(count, bool) and count > len(people):
-                skip("reaction_users_unknown", count - len(people))
-            emoji = _short_hash(name)
-            for i, uid in enumerate(people):
-                if not isinstance(uid, str) or not uid:
-                    skip("unparseable")
-                    continue
-                if uid in self.users.bots:
-                    skip("bot")
-                    continue
-                actor = self.users.key(uid)
-                if actor is None:
-                    skip("unparseable")
-                    continue
-                yield event(
-                    _fit(f"{cid}:reaction:{emoji}:{i}"),
-                    "reaction_added",
-                    occurred,
-                    actor,
-                    platform=PLATFORM,
-                    space_id=self.ch.space_id,
-                    target_actor_id=author,
-                    content_id=cid,
-                    root_content_id=root,
-                )
+            yield message.post(actor)
+        mentioned = slack_mentions(msg.get("text"))
+        targets = (None if m in users.bots else users.key(m) for m in mentioned)
+        yield from message.numbered_mentions(actor, (t for t in targets if t is not None))
+        yield from reactions(msg, message, actor, users.key, users.bots, self.ctx.stats)

@@ -16,7 +16,8 @@ yields the same events. Message text is only searched for ``[[user:ID]]`` tokens
 Mapping: a message without ``replied_to_id`` -> ``post_created`` (root = ``thread_id``); with it
 -> ``reply_created`` (parent = ``replied_to_id``, root = ``thread_id``, target = the parent's
 sender when the parent is in the export and was sent by a person); each distinct
-``[[user:ID]]`` in ``body`` other than the sender -> ``mention``; space = ``group_name`` (else
+``[[user:ID]]`` in ``body`` -> ``mention`` (the sender's own too, as the other readers: the
+analyst views leave self-ties out); space = ``group_name`` (else
 the Groups.csv name, else ``group:<id>``). Messages of private conversations are kept (they are
 collaboration too) without a space; ``participants`` are not turned into ties. Skipped, by
 reason: ``deleted`` (``deleted_at`` set), ``draft``, ``system`` (``sender_type`` or
@@ -39,22 +40,24 @@ from __future__ import annotations
 import csv
 import io
 import re
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path, PurePosixPath
-from types import TracebackType
 from typing import IO, Any, Final
 
 from pipeline.connectors.base import (
+    DAMAGED,
+    MAX_ID,
+    MAX_PERSON,
+    ExportFiles,
     ImportContext,
     ImportFormatError,
+    Message,
     RawEvent,
     event,
     iso,
+    parse_iso,
     source_files,
 )
 
@@ -67,8 +70,7 @@ _TRUE: Final = frozenset({"true", "1", "yes", "t"})
 _FIELD_LIMIT: Final = 64 * 1024 * 1024  # message bodies can exceed csv's 128 KiB default
 _PROGRESS_ROWS: Final = 5000
 _MESSAGE_COLUMNS: Final = ("id", "sender_id", "created_at")
-#: Errors that mean a member's bytes cannot be read (damaged ZIP member, I/O).
-_DAMAGED: Final = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+_EXPECTED: Final = "a Viva Engage network data export (ZIP of CSV files) or its unzipped directory"
 
 
 def read(source: Path, ctx: ImportContext) -> Iterator[RawEvent]:
@@ -100,42 +102,15 @@ class _Counting(io.RawIOBase):
         return n
 
 
-class _Export(AbstractContextManager["_Export"]):
+class _Export(ExportFiles):
     """A ZIP export or a directory: members by folder and lower-cased file name."""
 
     def __init__(self, source: Path) -> None:
-        self.source = source
-        self.zip: zipfile.ZipFile | None = None
+        super().__init__(source, _EXPECTED)
         self.members: dict[tuple[str, str], str] = {}  # (folder, lower name) -> member name
-        if source.is_dir():
-            for path in sorted(source.rglob("*")):
-                if path.is_file():
-                    rel = path.relative_to(source).as_posix()
-                    self._add(rel)
-        else:
-            try:
-                self.zip = zipfile.ZipFile(source)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise ImportFormatError(
-                    f"{source}: not a readable ZIP ({type(exc).__name__}); expected a Viva "
-                    "Engage network data export (ZIP of CSV files) or its unzipped directory"
-                ) from None
-            for name in self.zip.namelist():
-                if not name.endswith("/"):
-                    self._add(name)
-
-    def _add(self, name: str) -> None:
-        p = PurePosixPath(name)
-        self.members[(str(p.parent), p.name.lower())] = name
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self.zip is not None:
-            self.zip.close()
+        for name in self.names:
+            p = PurePosixPath(name)
+            self.members[(str(p.parent), p.name.lower())] = name
 
     def networks(self) -> list[str]:
         """Folders holding a Messages.csv (one per network), shallowest first."""
@@ -152,19 +127,6 @@ class _Export(AbstractContextManager["_Export"]):
     def member(self, folder: str, name: str) -> str | None:
         return self.members.get((folder, name))
 
-    def size(self, member: str) -> tuple[int, int]:
-        """(bytes in the source, bytes uncompressed) of a member."""
-        if self.zip is not None:
-            info = self.zip.getinfo(member)
-            return info.compress_size, info.file_size
-        n = (self.source / member).stat().st_size
-        return n, n
-
-    def open(self, member: str) -> IO[bytes]:
-        if self.zip is not None:
-            return self.zip.open(member)
-        return open(self.source / member, "rb")
-
 
 @dataclass
 class _Table:
@@ -180,7 +142,7 @@ class _Table:
         """(column index by lower-cased name, row or None when malformed), header excluded."""
         if csv.field_size_limit() < _FIELD_LIMIT:
             csv.field_size_limit(_FIELD_LIMIT)
-        in_source, uncompressed = self.export.size(self.member)
+        in_source, uncompressed = self.export.sizes(self.member)
         ratio = self.share * in_source / uncompressed if uncompressed else 0.0
         reported = 0
         with self.export.open(self.member) as raw:
@@ -243,15 +205,12 @@ def _parse_time(value: str) -> datetime | None:
         return None
     if s.endswith(" UTC"):
         s = s[:-4] + "+00:00"
-    try:
-        ts = datetime.fromisoformat(s)
-    except ValueError:
+    ts = parse_iso(s)
+    if ts is None:
         try:
-            ts = datetime.strptime(s, "%Y-%m-%d %H:%M:%S %z")
+            ts = datetime.strptime(s, "%Y-%m-%d %H:%M:%S %z")  # always with its offset
         except ValueError:
             return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
     return ts
 
 
@@ -298,7 +257,7 @@ class _Network:
                 gid, name = _cell(row, cols, "id"), _cell(row, cols, "name")
                 if gid and name:
                     self.groups[gid] = name
-        except _DAMAGED:
+        except DAMAGED:
             self.stats.skip("damaged_file")
 
     def _load_users(self) -> None:
@@ -310,9 +269,9 @@ class _Network:
             for cols, row in _Table(self.export, member, ("id",)).rows():
                 if row is not None:
                     uid, email = _cell(row, cols, "id"), _cell(row, cols, "email").lower()
-                    if uid and email and len(email) <= 320:
+                    if uid and email and len(email) <= MAX_PERSON:
                         self.emails[uid] = email
-        except _DAMAGED:
+        except DAMAGED:
             pass  # counted once, in _membership
 
     def key(self, user_id: str) -> str:
@@ -337,13 +296,13 @@ class _Network:
                     sid = ""
                 elif sid not in self.emails:
                     email = _cell(row, cols, "sender_email").lower()
-                    if email and sid and len(email) <= 320:
+                    if email and sid and len(email) <= MAX_PERSON:
                         self.emails[sid] = email
                 key = _num(mid)
                 if key in authors:
                     repeated.add(key)
                 authors[key] = senders.setdefault(sid, _num(sid) if sid else "")
-        except _DAMAGED as exc:
+        except DAMAGED as exc:
             raise ImportFormatError(
                 f"{self.export.source}: {member} is damaged and cannot be read "
                 f"({type(exc).__name__})"
@@ -390,7 +349,7 @@ class _Network:
                     yield event(
                         f"{PLATFORM}:user:{uid}:{suffix}", kind, iso(ts), key, platform=PLATFORM
                     )
-        except _DAMAGED:
+        except DAMAGED:
             stats.skip("damaged_file")
 
     def _space(self, row: list[str], cols: dict[str, int]) -> str | None:
@@ -398,9 +357,9 @@ class _Network:
         private conversation. A name over the contract's 200 characters becomes the id."""
         gid = _cell(row, cols, "group_id")
         name = _cell(row, cols, "group_name") or self.groups.get(gid, "")
-        if name and len(name) <= 200:
+        if name and len(name) <= MAX_ID:
             return name
-        return f"group:{gid}"[:200] if gid else None
+        return f"group:{gid}"[:MAX_ID] if gid else None
 
     def _messages(self, member: str) -> Iterator[RawEvent]:
         stats, authors, repeated = self.stats, self.authors, self.repeated
@@ -450,51 +409,22 @@ class _Network:
         authors: dict[int | str, int | str],
     ) -> Iterator[RawEvent]:
         actor = self.key(sid)
-        space = self._space(row, cols)
         cid = f"{PLATFORM}:{mid}"
         thread = _cell(row, cols, "thread_id")
         root = f"{PLATFORM}:{thread}" if thread else cid
+        message = Message(PLATFORM, cid, root, at, self._space(row, cols))
         parent = _cell(row, cols, "replied_to_id")
         if parent:
             author = authors.get(_num(parent), "")
-            yield event(
-                cid,
-                "reply_created",
-                at,
+            yield message.reply(
                 actor,
-                platform=PLATFORM,
-                space_id=space,
-                target_actor_id=self.key(str(author)) if author != "" else None,
-                content_id=cid,
                 parent_content_id=f"{PLATFORM}:{parent}",
-                root_content_id=root,
+                target_actor_id=self.key(str(author)) if author != "" else None,
             )
         else:
-            yield event(
-                cid,
-                "post_created",
-                at,
-                actor,
-                platform=PLATFORM,
-                space_id=space,
-                content_id=cid,
-                root_content_id=root,
-            )
+            yield message.post(actor)
         body = _cell(row, cols, "body")
         if "[[user:" not in body:
             return
         for uid in dict.fromkeys(_MENTION.findall(body)):
-            target = self.key(uid)
-            if target == actor:
-                continue  # a self-mention is no tie
-            yield event(
-                f"{cid}:mention:{uid}",
-                "mention",
-                at,
-                actor,
-                platform=PLATFORM,
-                space_id=space,
-                target_actor_id=target,
-                content_id=cid,
-                root_content_id=root,
-            )
+            yield message.mention(f"{cid}:mention:{uid}", actor, self.key(uid))

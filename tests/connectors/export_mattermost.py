@@ -23,7 +23,6 @@ Besides, every channel gets one bot post (``props.from_bot``, read back as a ``b
 from __future__ import annotations
 
 import gzip
-import hashlib
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -34,8 +33,8 @@ from typing import Any
 import orjson
 
 from pipeline.connectors.base import iso
+from tests.connectors.common import free_tick, in_spaces, new_emoji, new_text
 
-EMOJI = ("+1", "heart", "tada", "eyes", "raised_hands", "rocket", "clap", "100", "pray", "fire")
 TEAM = "example"
 BOT = "buildbot"
 
@@ -96,26 +95,13 @@ def plan_mattermost(events: list[dict[str, Any]], people: dict[str, str]) -> Mat
     used: dict[str, set[int]] = defaultdict(set)
 
     def new_ms(key: str, occurred_at: str) -> int:
-        ms = _ms(occurred_at)
-        while ms in used[key]:
-            ms += 1
-        used[key].add(ms)
-        return ms
-
-    n = 0
+        return free_tick(used[key], _ms(occurred_at))
 
     def text(kind: str) -> str:
-        nonlocal n
-        n += 1
-        t = f"Vertraulich {kind} Nr. {n} zur Abstimmung {hashlib.sha1(str(n).encode()).hexdigest()}"
-        plan.texts.append(t)
-        return t
+        return new_text(plan.texts, kind)
 
     content: dict[str, tuple[_Post, _Post]] = {}  # content id -> (message, root post)
-    for ev in sorted(events, key=lambda e: e["occurred_at"]):
-        kind, space = ev["event_type"], ev.get("space_id")
-        if space is None:
-            continue
+    for ev, kind, space in in_spaces(events):
         actor = user(ev["actor_id"])
         if kind == "post_created":
             ch = channel(space)
@@ -138,13 +124,9 @@ def plan_mattermost(events: list[dict[str, Any]], people: dict[str, str]) -> Mat
             if found is None:
                 continue
             msg = found[0]
-            mine = {e for u, e, _ in msg.reactions if u == actor}
-            start = int(hashlib.sha1(ev["event_id"].encode()).hexdigest(), 16) % len(EMOJI)
-            for k in range(len(EMOJI)):
-                emoji = EMOJI[(start + k) % len(EMOJI)]
-                if emoji not in mine:
-                    msg.reactions.append((actor, emoji, _ms(ev["occurred_at"])))
-                    break
+            emoji = new_emoji(ev["event_id"], {e for u, e, _ in msg.reactions if u == actor})
+            if emoji is not None:
+                msg.reactions.append((actor, emoji, _ms(ev["occurred_at"])))
         elif kind == "mention":
             ch = channel(space)
             body = f"@{user(ev['target_actor_id'])} {text('Hinweis')}"
@@ -163,10 +145,7 @@ def plan_mattermost(events: list[dict[str, Any]], people: dict[str, str]) -> Mat
             plan.posts.append(post)
     for ch in plan.channels:
         first = min((p.ms for p in plan.posts if p.channel == ch), default=1767571200000)
-        ms = first + 1
-        while ms in used[ch]:
-            ms += 1
-        used[ch].add(ms)
+        ms = free_tick(used[ch], first + 1)
         plan.posts.append(_Post(ch, ms, BOT, text("Build"), props={"from_bot": "true"}))
         plan.bot_posts += 1
     plan.posts.sort(key=lambda p: p.ms)

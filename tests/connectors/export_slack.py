@@ -34,8 +34,8 @@ from typing import Any
 import orjson
 
 from pipeline.connectors.base import iso
+from tests.connectors.common import free_tick, in_spaces, new_emoji, new_text
 
-EMOJI = ("+1", "heart", "tada", "eyes", "raised_hands", "rocket", "clap", "100", "pray", "fire")
 TEAM = "T0TEILHAB"
 BOT_USER = "U0BOT0001"
 BOT_ID = "B0BOT0001"
@@ -102,26 +102,13 @@ def plan_slack(events: list[dict[str, Any]], people: dict[str, str]) -> SlackPla
     used: dict[str, set[int]] = defaultdict(set)
 
     def new_ts(ch: str, occurred_at: str) -> str:
-        micros = _ts(occurred_at)
-        while micros in used[ch]:
-            micros += 1
-        used[ch].add(micros)
-        return _ts_str(micros)
-
-    n = 0
+        return _ts_str(free_tick(used[ch], _ts(occurred_at)))
 
     def text(kind: str) -> str:
-        nonlocal n
-        n += 1
-        t = f"Vertraulich {kind} Nr. {n} zur Abstimmung {hashlib.sha1(str(n).encode()).hexdigest()}"
-        plan.texts.append(t)
-        return t
+        return new_text(plan.texts, kind)
 
     content: dict[str, _Message] = {}  # generator content id -> message
-    for ev in sorted(events, key=lambda e: e["occurred_at"]):
-        kind, space = ev["event_type"], ev.get("space_id")
-        if space is None:
-            continue
+    for ev, kind, space in in_spaces(events):
         actor = user(ev["actor_id"])
         if kind == "post_created":
             ch = channel(space)
@@ -151,12 +138,10 @@ def plan_slack(events: list[dict[str, Any]], people: dict[str, str]) -> SlackPla
             target = content.get(ev["content_id"])
             if target is None:
                 continue
-            start = int(hashlib.sha1(ev["event_id"].encode()).hexdigest(), 16) % len(EMOJI)
-            for k in range(len(EMOJI)):
-                emoji = EMOJI[(start + k) % len(EMOJI)]
-                if actor not in target.reactions.get(emoji, []):
-                    target.reactions.setdefault(emoji, []).append(actor)
-                    break
+            mine = {e for e, users in target.reactions.items() if actor in users}
+            emoji = new_emoji(ev["event_id"], mine)
+            if emoji is not None:
+                target.reactions.setdefault(emoji, []).append(actor)
         elif kind == "mention":
             ch = channel(space)
             mentioned = user(ev["target_actor_id"])
@@ -173,11 +158,8 @@ def plan_slack(events: list[dict[str, Any]], people: dict[str, str]) -> SlackPla
             plan.messages.append(msg)
     for ch in plan.channels.values():  # one integration message per channel
         first = min((m.ts for m in plan.messages if m.channel == ch), default="1767571200.000000")
-        micros = _ts(_when(first)) + 1
-        while micros in used[ch]:
-            micros += 1
-        used[ch].add(micros)
-        msg = _Message(ch, _ts_str(micros), BOT_USER, text("Build"), subtype="bot_message")
+        ts = _ts_str(free_tick(used[ch], _ts(_when(first)) + 1))
+        msg = _Message(ch, ts, BOT_USER, text("Build"), subtype="bot_message")
         msg.extra["bot_id"] = BOT_ID
         plan.messages.append(msg)
         plan.bot_messages += 1

@@ -11,7 +11,7 @@ come from one plan:
 * ``post_created`` -> a message without ``replied_to_id``; ``reply_created`` -> a message with
   ``replied_to_id`` = the parent and ``thread_id`` = the root (target = the parent's sender)
 * ``mention`` -> a new message whose body holds ``[[user:ID]]``: read back as ``post_created``
-  plus ``mention``
+  plus ``mention``, also when the person mentions themself (the reader keeps self-mentions)
 * ``member_joined`` / ``member_left`` -> ``joined_at`` / ``deleted_at`` (space lost)
 * views, reactions, shares and idea events are dropped (the export has no such thing)
 * times lose their milliseconds (the export writes seconds)

@@ -18,44 +18,32 @@ from hypothesis import strategies as st
 from pipeline.connectors import mattermost, mentions
 from pipeline.connectors.base import ImportContext, ImportFormatError, RawEvent
 from pipeline.contract import validate_event
-from pipeline.generator import Organisation, OrgSpec
+from tests.connectors.common import (
+    CHAT_EXPRESSIBLE,
+    JSON,
+    OrgEvents,
+    assert_chat_expressible,
+    assert_chat_round_trip,
+    assert_no_text,
+    assert_person_key_id,
+    assert_valid,
+    export_fixtures,
+    org_spec,
+    read_with,
+    texts_in,
+)
 from tests.connectors.export_mattermost import mattermost_expressible, plan_mattermost, write_plan
 
 SAMPLE = Path(__file__).parent / "samples" / "mattermost" / "export.jsonl"
-SPEC = OrgSpec(
-    seed=12,
-    units=(("Vertrieb", 20), ("IT", 20), ("Einkauf", 20)),
-    days=3,
-    platforms=("mattermost",),
-    new_member_share=0.1,
-    leaver_share=0.05,
+org_events, exported = export_fixtures(
+    org_spec(12, "mattermost"), plan_mattermost, write_plan, "export.jsonl"
 )
-EXPRESSIBLE = {
-    "post_created",
-    "reply_created",
-    "reaction_added",
-    "mention",
-    "member_joined",
-    "member_left",
-}
 VERSION = b'{"type":"version","version":1}\n'
 USER = b'{"type":"user","user":{"username":"anna","email":"anna@example.org"}}\n'
 
 
 def read(source: Path, **kw: Any) -> tuple[list[RawEvent], ImportContext]:
-    ctx = ImportContext()
-    return list(mattermost.read(source, ctx, **kw)), ctx
-
-
-def norm(ev: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((k, v) for k, v in ev.items() if k not in ("event_id", "schema_version")))
-
-
-def valid(events: list[RawEvent]) -> None:
-    now = int(time.time() * 1000)
-    for ev in events:
-        validate_event(ev, now, 0)
-    assert len({ev["event_id"] for ev in events}) == len(events), "event ids must be unique"
+    return read_with(mattermost.read, source, **kw)
 
 
 def post(**fields: Any) -> bytes:
@@ -64,55 +52,30 @@ def post(**fields: Any) -> bytes:
     return orjson.dumps({"type": "post", "post": {k: v for k, v in body.items() if v is not ...}})
 
 
-@pytest.fixture(scope="module")
-def org_events() -> tuple[list[dict[str, Any]], dict[str, str]]:
-    org = Organisation(SPEC)
-    return list(org.events()), {p.person_id: p.unit for p in org.people}
-
-
-@pytest.fixture(scope="module")
-def exported(
-    org_events: tuple[list[dict[str, Any]], dict[str, str]],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, Any]:
-    events, people = org_events
-    plan = plan_mattermost(events, people)
-    return write_plan(plan, tmp_path_factory.mktemp("mm") / "export.jsonl"), plan
-
-
 # ---- round trip: the oracle ----------------------------------------------------------------
 
 
 def test_round_trip_gives_back_exactly_the_expressible_events(
-    org_events: tuple[list[dict[str, Any]], dict[str, str]], exported: tuple[Path, Any]
+    org_events: OrgEvents, exported: tuple[Path, Any]
 ) -> None:
     events, _ = org_events
     path, plan = exported
     got, ctx = read(path)
-    assert Counter(map(norm, got)) == Counter(map(norm, mattermost_expressible(events)))
-    assert ctx.stats.skipped == Counter({"bot": plan.bot_posts})
-    assert ctx.people == {}
-    valid(got)
-    assert Counter(ev["event_type"] for ev in got).keys() == EXPRESSIBLE
+    assert_chat_round_trip(got, ctx, mattermost_expressible(events), plan.bot_posts)
 
 
-def test_expressible_keeps_every_expressible_generator_event(
-    org_events: tuple[list[dict[str, Any]], dict[str, str]],
-) -> None:
+def test_expressible_keeps_every_expressible_generator_event(org_events: OrgEvents) -> None:
     """The oracle itself: nothing expressible is lost; reactions keep their own time."""
     events, _ = org_events
-    source = Counter(e["event_type"] for e in events if e["event_type"] in EXPRESSIBLE)
     expressible = mattermost_expressible(events)
-    assert Counter(e["event_type"] for e in expressible) == source + Counter(
-        {"post_created": source["mention"]}
-    )
+    assert_chat_expressible(events, expressible)
 
     def who_when(e: dict[str, Any]) -> tuple[Any, ...]:
         return (e["event_type"], e["actor_id"], e["occurred_at"][:19], e.get("space_id"))
 
     want = Counter(who_when({**e, "space_id": f"example/{e['space_id']}"}) for e in events)
     have = Counter(who_when(e) for e in expressible)
-    assert not (+Counter({k: v for k, v in want.items() if k[0] in EXPRESSIBLE})) - have
+    assert not (+Counter({k: v for k, v in want.items() if k[0] in CHAT_EXPRESSIBLE})) - have
 
 
 @pytest.mark.parametrize("suffix", [".jsonl.gz", ".zip"])
@@ -131,12 +94,7 @@ def test_ids_are_stable(exported: tuple[Path, Any]) -> None:
 
 def test_person_key_id_uses_usernames(exported: tuple[Path, Any]) -> None:
     path, plan = exported
-    got, _ = read(path, person_key="id")
-    names = set(plan.users.values())
-    assert {e["actor_id"] for e in got} <= names
-    assert {e["target_actor_id"] for e in got if "target_actor_id" in e} <= names
-    with pytest.raises(ValueError):
-        mattermost.read(path, ImportContext(), person_key="name")
+    assert_person_key_id(mattermost.read, path, set(plan.users.values()))
 
 
 def test_progress_adds_up_to_the_file_size(exported: tuple[Path, Any], tmp_path: Path) -> None:
@@ -154,33 +112,19 @@ def test_progress_adds_up_to_the_file_size(exported: tuple[Path, Any], tmp_path:
 def test_no_message_text_leaves_the_reader(exported: tuple[Path, Any]) -> None:
     path, plan = exported
     got, ctx = read(path)
-    blob = orjson.dumps(got).decode() + repr(ctx.stats)
-    assert "Vertraulich" not in blob
-    assert not [t for t in plan.texts if t in blob]
+    assert_no_text(got, ctx, ["Vertraulich", *plan.texts])
 
 
 def test_no_sample_text_leaves_the_reader() -> None:
     texts: list[str] = []
-
-    def collect(doc: Any) -> None:
-        if isinstance(doc, dict):
-            for k, v in doc.items():
-                if k == "message" and isinstance(v, str):
-                    texts.append(v)
-                collect(v)
-        elif isinstance(doc, list):
-            for v in doc:
-                collect(v)
-
     for line in SAMPLE.read_bytes().splitlines():
         try:
-            collect(orjson.loads(line))
+            texts += texts_in(orjson.loads(line), "message")
         except orjson.JSONDecodeError:
             pass
     got, ctx = read(SAMPLE)
-    blob = orjson.dumps(got).decode() + repr(ctx.stats)
     assert len(texts) > 15
-    assert not [t for t in texts if t in blob]
+    assert_no_text(got, ctx, texts)
 
 
 # ---- the hand-written sample ------------------------------------------------------------------
@@ -366,7 +310,7 @@ def test_sample_gives_exactly_the_documented_events() -> None:
     assert got == SAMPLE_EVENTS
     assert ctx.stats.skipped == SAMPLE_SKIPS
     assert ctx.people == {}
-    valid(got)
+    assert_valid(got)
 
 
 def test_sample_gzipped_is_the_same(tmp_path: Path) -> None:
@@ -455,7 +399,7 @@ def test_bad_lines_are_skipped_never_a_crash(tmp_path: Path) -> None:
     assert Counter(e["event_type"] for e in got) == Counter({"post_created": 2, "reply_created": 1})
     # bad posts count their replies too (post with replies="many": 1)
     assert ctx.stats.skipped == Counter({"unparseable": 19})
-    valid(got)
+    assert_valid(got)
 
 
 def test_oversized_line_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -479,13 +423,6 @@ def test_at_mentions() -> None:
     assert mentions.at_mentions("@all", {"all"}) == []  # never a person
 
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 USERNAME = st.sampled_from(["anna", "bob", "bot"]) | JSON
 MS = st.integers(min_value=-5, max_value=10**16) | JSON
 REACTION = st.fixed_dictionaries(

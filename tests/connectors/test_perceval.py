@@ -16,8 +16,8 @@ from perceval.backends.core.mattermost import Mattermost
 from perceval.backends.core.slack import Slack
 
 from pipeline.connectors import perceval
-from pipeline.connectors.base import ImportContext, ImportFormatError, RawEvent
-from pipeline.contract import validate_event
+from pipeline.connectors.base import ImportContext, RawEvent
+from tests.connectors import common
 
 SAMPLES = Path(__file__).parent / "samples" / "perceval"
 SECRET = "GEHEIM"
@@ -25,8 +25,7 @@ ANNA, BEN = "anna@example.org", "ben@example.org"
 
 
 def read(path: Path) -> tuple[list[RawEvent], ImportContext]:
-    ctx = ImportContext()
-    return list(perceval.read(path, ctx)), ctx
+    return common.read_with(perceval.read, path)
 
 
 def brief(events: list[RawEvent]) -> list[tuple[Any, ...]]:
@@ -46,13 +45,9 @@ def brief(events: list[RawEvent]) -> list[tuple[Any, ...]]:
 
 
 def assert_private(events: list[RawEvent], raw: str) -> None:
-    assert SECRET in raw
-    for e in events:
-        assert SECRET not in orjson.dumps(e).decode()
-        for k, v in e.items():
-            if k not in ("actor_id", "target_actor_id"):
-                assert "@" not in str(v), (k, v)
-        validate_event(e, now_ms=4_000_000_000_000, future_tolerance_ms=0)
+    """No text, addresses only in actor/target; contract-valid events."""
+    common.assert_private(events, SECRET, raw)
+    common.assert_valid(events, now_ms=4_000_000_000_000)
 
 
 @pytest.mark.parametrize("name", ["slack", "mattermost", "discourse"])
@@ -139,6 +134,7 @@ def test_discourse_items() -> None:
         ("post_created", anna, None, d + "101", None, d + "101", cat),
         ("mention", anna, ben, d + "101", None, d + "101", cat),
         ("reply_created", ben, anna, d + "102", d + "101", d + "101", cat),  # to the topic
+        ("mention", ben, ben, d + "102", None, d + "101", cat),  # of himself: kept, as Slack's
         ("reply_created", cem, ben, d + "103", d + "102", d + "101", cat),
         ("mention", cem, anna, d + "103", None, d + "101", cat),  # /users/Anna, old form
         ("reply_created", anna, cem, d + "106", d + "105", d + "101", cat),
@@ -180,7 +176,7 @@ def test_bad_lines_unknown_backends_and_categories_are_skipped(tmp_path: Path) -
     lines = [good[0], b"[1, 2]", orjson.dumps(git), b"not json", orjson.dumps(odd), b"", cut]
     (tmp_path / "items.jsonl").write_bytes(b"\n".join(lines))
     got, ctx = read(tmp_path / "items.jsonl")
-    assert len(got) == 7  # the first topic only
+    assert len(got) == 8  # the first topic only
     assert dict(ctx.stats.skipped) == {
         "unparseable": 3,  # [1, 2], not json, the cut line (the blank line is no record)
         "unknown_backend": 1,
@@ -191,11 +187,8 @@ def test_bad_lines_unknown_backends_and_categories_are_skipped(tmp_path: Path) -
 
 
 def test_a_file_without_items_is_a_format_error(tmp_path: Path) -> None:
-    junk = tmp_path / "items.jsonl"
-    junk.write_text(f"{SECRET} no json here\n[1]\n")
-    with pytest.raises(ImportFormatError, match="no Perceval item") as info:
-        read(junk)
-    assert SECRET not in str(info.value)
+    text = f"{SECRET} no json here\n[1]\n"
+    common.assert_not_the_format(read, tmp_path / "items.jsonl", text, SECRET, "no Perceval item")
     (tmp_path / "empty.jsonl").write_bytes(b"")
     assert read(tmp_path / "empty.jsonl")[0] == []
 

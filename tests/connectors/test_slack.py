@@ -19,87 +19,47 @@ from hypothesis import strategies as st
 from pipeline.connectors import mentions, slack
 from pipeline.connectors.base import ImportContext, ImportFormatError, RawEvent
 from pipeline.contract import validate_event
-from pipeline.generator import Organisation, OrgSpec
+from tests.connectors.common import (
+    CHAT_EXPRESSIBLE,
+    JSON,
+    OrgEvents,
+    assert_chat_expressible,
+    assert_chat_round_trip,
+    assert_no_text,
+    assert_person_key_id,
+    assert_valid,
+    export_fixtures,
+    org_spec,
+    read_with,
+    shape,
+    texts_in,
+)
 from tests.connectors.export_slack import plan_slack, slack_expressible, write_plan
 
 SAMPLE = Path(__file__).parent / "samples" / "slack" / "workspace"
-SPEC = OrgSpec(
-    seed=11,
-    units=(("Vertrieb", 20), ("IT", 20), ("Einkauf", 20)),
-    days=3,
-    platforms=("slack",),
-    new_member_share=0.1,
-    leaver_share=0.05,
-)
-EXPRESSIBLE = {
-    "post_created",
-    "reply_created",
-    "reaction_added",
-    "mention",
-    "member_joined",
-    "member_left",
-}
+org_events, exported = export_fixtures(org_spec(11, "slack"), plan_slack, write_plan, "export.zip")
 
 
 def read(source: Path, **kw: Any) -> tuple[list[RawEvent], ImportContext]:
-    ctx = ImportContext()
-    return list(slack.read(source, ctx, **kw)), ctx
-
-
-def norm(ev: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """An event without its id, as a hashable for multiset comparison."""
-    return tuple(sorted((k, v) for k, v in ev.items() if k not in ("event_id", "schema_version")))
-
-
-def valid(events: list[RawEvent]) -> None:
-    now = int(time.time() * 1000)
-    for ev in events:
-        validate_event(ev, now, 0)
-    assert len({ev["event_id"] for ev in events}) == len(events), "event ids must be unique"
-
-
-@pytest.fixture(scope="module")
-def org_events() -> tuple[list[dict[str, Any]], dict[str, str]]:
-    org = Organisation(SPEC)
-    return list(org.events()), {p.person_id: p.unit for p in org.people}
-
-
-@pytest.fixture(scope="module")
-def exported(
-    org_events: tuple[list[dict[str, Any]], dict[str, str]],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, Any]:
-    events, people = org_events
-    plan = plan_slack(events, people)
-    return write_plan(plan, tmp_path_factory.mktemp("slack") / "export.zip"), plan
+    return read_with(slack.read, source, **kw)
 
 
 # ---- round trip: the oracle ----------------------------------------------------------------
 
 
 def test_round_trip_gives_back_exactly_the_expressible_events(
-    org_events: tuple[list[dict[str, Any]], dict[str, str]], exported: tuple[Path, Any]
+    org_events: OrgEvents, exported: tuple[Path, Any]
 ) -> None:
     events, _ = org_events
     path, plan = exported
     got, ctx = read(path)
-    expected = slack_expressible(events)
-    assert Counter(map(norm, got)) == Counter(map(norm, expected))
-    assert ctx.stats.skipped == Counter({"bot": plan.bot_messages})
-    assert ctx.people == {}
-    valid(got)
-    kinds = Counter(ev["event_type"] for ev in got)
-    assert kinds.keys() == EXPRESSIBLE, kinds  # the sample exercises every mapping
+    assert_chat_round_trip(got, ctx, slack_expressible(events), plan.bot_messages)
 
 
-def test_expressible_keeps_every_expressible_generator_event(
-    org_events: tuple[list[dict[str, Any]], dict[str, str]],
-) -> None:
+def test_expressible_keeps_every_expressible_generator_event(org_events: OrgEvents) -> None:
     """The oracle itself: nothing expressible is lost, mentions add their message."""
     events, _ = org_events
-    source = Counter(e["event_type"] for e in events if e["event_type"] in EXPRESSIBLE)
-    got = Counter(e["event_type"] for e in slack_expressible(events))
-    assert got == source + Counter({"post_created": source["mention"]})
+    assert_chat_expressible(events, slack_expressible(events))
 
     # who did what when is kept (the export has no reaction time: the message's time instead)
     def ms(e: dict[str, Any]) -> dict[str, Any]:
@@ -107,9 +67,9 @@ def test_expressible_keeps_every_expressible_generator_event(
         return {**{k: e.get(k) for k in keep}, "occurred_at": e["occurred_at"][:23]}
 
     want = Counter(
-        norm(ms(e)) for e in events if e["event_type"] in EXPRESSIBLE - {"reaction_added"}
+        shape(ms(e)) for e in events if e["event_type"] in CHAT_EXPRESSIBLE - {"reaction_added"}
     )
-    have = Counter(norm(ms(e)) for e in slack_expressible(events))
+    have = Counter(shape(ms(e)) for e in slack_expressible(events))
     assert not want - have
 
 
@@ -151,12 +111,7 @@ def test_zip_with_a_top_folder(exported: tuple[Path, Any], tmp_path: Path) -> No
 
 def test_person_key_id_uses_slack_user_ids(exported: tuple[Path, Any]) -> None:
     path, plan = exported
-    got, _ = read(path, person_key="id")
-    ids = set(plan.users.values())
-    assert {e["actor_id"] for e in got} <= ids
-    assert {e["target_actor_id"] for e in got if "target_actor_id" in e} <= ids
-    with pytest.raises(ValueError):
-        slack.read(path, ImportContext(), person_key="name")
+    assert_person_key_id(slack.read, path, set(plan.users.values()))
 
 
 def test_progress_reports_the_day_files(exported: tuple[Path, Any]) -> None:
@@ -177,35 +132,20 @@ def test_progress_reports_the_day_files(exported: tuple[Path, Any]) -> None:
 def test_no_message_text_leaves_the_reader(exported: tuple[Path, Any]) -> None:
     path, plan = exported
     got, ctx = read(path)
-    blob = orjson.dumps(got).decode() + repr(ctx.stats)
-    assert "Vertraulich" not in blob
-    assert not [t for t in plan.texts if t in blob]
+    assert_no_text(got, ctx, ["Vertraulich", *plan.texts])
 
 
 def test_no_sample_text_leaves_the_reader() -> None:
     texts: list[str] = []
-
-    def collect(doc: Any) -> None:
-        if isinstance(doc, dict):
-            for k, v in doc.items():
-                if k == "text" and isinstance(v, str):
-                    texts.append(v)
-                collect(v)
-        elif isinstance(doc, list):
-            for v in doc:
-                collect(v)
-
     for day in SAMPLE.glob("*/*.json"):
         try:
-            collect(orjson.loads(day.read_bytes()))
+            texts += texts_in(orjson.loads(day.read_bytes()), "text")
         except orjson.JSONDecodeError:
             pass
     got, ctx = read(SAMPLE)
-    blob = orjson.dumps(got).decode() + repr(ctx.stats)
     assert len(texts) > 15
-    assert not [t for t in texts if t in blob]
     # DM and group-DM names (made of user names) never become a space
-    assert "mpdm" not in blob and "alice--bob" not in blob
+    assert_no_text(got, ctx, [*texts, "mpdm", "alice--bob"])
 
 
 # ---- the hand-written sample ------------------------------------------------------------------
@@ -400,7 +340,7 @@ def test_sample_gives_exactly_the_documented_events() -> None:
     assert got == SAMPLE_EVENTS
     assert ctx.stats.skipped == SAMPLE_SKIPS
     assert ctx.people == {}
-    valid(got)
+    assert_valid(got)
 
 
 def test_sample_as_zip_is_the_same(tmp_path: Path) -> None:
@@ -516,7 +456,7 @@ def test_bad_records_are_skipped_never_a_crash(tmp_path: Path) -> None:
         {"post_created": 3, "reaction_added": 1}
     )
     assert ctx.stats.skipped == Counter({"unparseable": 15})
-    valid(got)
+    assert_valid(got)
 
 
 def test_oversized_day_file_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -583,13 +523,6 @@ def test_slack_mentions() -> None:
     assert doctest.testmod(mentions).failed == 0
 
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 MESSAGE = st.fixed_dictionaries(
     {},
     optional={

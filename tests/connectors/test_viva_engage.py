@@ -9,13 +9,21 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from pipeline.connectors import viva_engage
 from pipeline.connectors.base import ImportContext, ImportFormatError, RawEvent
-from pipeline.contract import validate_event
-from pipeline.generator import Organisation, OrgSpec
+from tests.connectors.common import (
+    OrgEvents,
+    assert_not_the_format,
+    assert_private,
+    assert_same_events,
+    assert_valid,
+    org_spec,
+    organisation,
+    read_with,
+    strip_ids,
+)
 from tests.connectors.export_viva_engage import (
     SECRET,
     viva_engage_expressible,
@@ -23,49 +31,21 @@ from tests.connectors.export_viva_engage import (
 )
 
 SAMPLE = Path(__file__).parent / "samples" / "viva_engage"
-SPEC = OrgSpec(
-    seed=7,
-    units=(("Vertrieb", 20), ("IT", 20), ("Einkauf", 20)),
-    days=3,
-    platforms=("viva-engage",),
-    new_member_share=0.1,
-    leaver_share=0.05,
-)
 P = "viva-engage:"
 
 
 def read(path: Path) -> tuple[list[RawEvent], ImportContext]:
-    ctx = ImportContext()
-    return list(viva_engage.read(path, ctx)), ctx
-
-
-def shape(e: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """An event without its ids, for multiset comparison."""
-    return tuple(sorted((k, v) for k, v in e.items() if k not in ("event_id", "schema_version")))
-
-
-def assert_private(events: list[RawEvent]) -> None:
-    """No message text; addresses only where the importer pseudonymises them."""
-    for e in events:
-        assert SECRET not in orjson.dumps(e).decode()
-        for k, v in e.items():
-            if k not in ("actor_id", "target_actor_id"):
-                assert "@" not in str(v), (k, v)
+    return read_with(viva_engage.read, path)
 
 
 @pytest.fixture(scope="module")
-def org_events() -> tuple[Organisation, list[dict[str, Any]]]:
-    org = Organisation(SPEC)
-    return org, list(org.events())
+def org_events() -> OrgEvents:
+    return organisation(org_spec(7, "viva-engage"))
 
 
 @pytest.fixture(scope="module")
-def export(
-    org_events: tuple[Organisation, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    org, events = org_events
-    people = {p.person_id: p.unit for p in org.people}
-    return write_viva_engage_export(events, people, tmp_path_factory.mktemp("ve") / "export.zip")
+def export(org_events: OrgEvents, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_viva_engage_export(*org_events, tmp_path_factory.mktemp("ve") / "export.zip")
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,25 +53,36 @@ def export(
 
 
 def test_round_trip_gives_exactly_what_the_export_expresses(
-    org_events: tuple[Organisation, list[dict[str, Any]]], export: Path
+    org_events: OrgEvents, export: Path
 ) -> None:
-    org, events = org_events
+    events, people = org_events
     got, ctx = read(export)
     expected = viva_engage_expressible(events)
     kinds = Counter(e["event_type"] for e in expected)
     assert {"post_created", "reply_created", "mention", "member_joined", "member_left"} <= set(
         kinds
     )
-    assert Counter(map(shape, got)) == Counter(map(shape, expected))
+    assert_same_events(got, expected)
     assert not ctx.stats.skipped
-    assert len({e["event_id"] for e in got}) == len(got)
-    for e in got:
-        validate_event(e, now_ms=4_000_000_000_000, future_tolerance_ms=0)
+    assert_valid(got, now_ms=4_000_000_000_000)
     # units come from the export itself (Users.csv department)
-    assert {p: a["unit"] for p, a in ctx.people.items()} == {
-        p.person_id: p.unit for p in org.people
-    }
-    assert_private(got)
+    assert {p: a["unit"] for p, a in ctx.people.items()} == people
+    assert_private(got, SECRET)
+
+
+def test_self_mentions_are_kept(tmp_path: Path) -> None:
+    """A person mentioning themself is recorded as the platform recorded it (the analyst
+    views leave self-ties out)."""
+    events, people = organisation(org_spec(7, "viva-engage"))
+    mention = next(e for e in events if e["event_type"] == "mention")
+    me = mention["actor_id"]
+    mine = [{**mention, "target_actor_id": me}]
+    got, _ = read(write_viva_engage_export(mine, people, tmp_path / "export.zip"))
+    assert_same_events(got, viva_engage_expressible(mine))
+    assert [(e["event_type"], e.get("target_actor_id")) for e in got] == [
+        ("post_created", None),
+        ("mention", me),
+    ]
 
 
 def test_unzipped_directory_reads_like_the_zip(export: Path, tmp_path: Path) -> None:
@@ -181,11 +172,20 @@ SAMPLE_EVENTS = [
         content_id=P + "2001",
         root_content_id=P + "2001",
     ),
-    _ev(  # group_name empty: the name from Groups.csv; the self-mention is no tie
+    _ev(  # group_name empty: the name from Groups.csv
         "post_created",
         "2024-03-01T11:00:00.000000Z",
         BEN,
         space_id=RUNDE,
+        content_id=P + "2002",
+        root_content_id=P + "2002",
+    ),
+    _ev(  # a self-mention is kept as recorded (the analyst views leave self-ties out)
+        "mention",
+        "2024-03-01T11:00:00.000000Z",
+        BEN,
+        space_id=RUNDE,
+        target_actor_id=BEN,
         content_id=P + "2002",
         root_content_id=P + "2002",
     ),
@@ -247,13 +247,9 @@ SAMPLE_EVENTS = [
 SAMPLE_SKIPS = {"unparseable": 4, "deleted": 1, "bot": 1, "system": 1, "duplicate": 1}
 
 
-def _strip(events: list[RawEvent]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in e.items() if k not in ("event_id", "schema_version")} for e in events]
-
-
 def test_sample_gives_the_documented_mapping() -> None:
     got, ctx = read(SAMPLE)
-    assert _strip(got) == SAMPLE_EVENTS
+    assert strip_ids(got) == SAMPLE_EVENTS
     assert dict(ctx.stats.skipped) == SAMPLE_SKIPS
     # every message row is one post/reply or one skip (mentions come on top)
     rows = 14
@@ -263,7 +259,7 @@ def test_sample_gives_the_documented_mapping() -> None:
     assert ctx.people[EMIL] == {"unit": "Controlling", "location": "Stuttgart"}
     assert ctx.people["frieda.fuchs@example.com"] == {"unit": "Personal"}
     assert [e["event_id"] for e in got[5:7]] == [P + "2003", P + "2003:mention:1001"]
-    assert_private(got)
+    assert_private(got, SECRET)
 
 
 def test_sample_zipped_in_a_network_folder(tmp_path: Path) -> None:
@@ -272,7 +268,7 @@ def test_sample_zipped_in_a_network_folder(tmp_path: Path) -> None:
         for f in sorted((SAMPLE / "network").iterdir()):
             zf.write(f, f"export-1709251200/{f.name}")
     got, ctx = read(z)
-    assert _strip(got) == SAMPLE_EVENTS
+    assert strip_ids(got) == SAMPLE_EVENTS
     assert dict(ctx.stats.skipped) == SAMPLE_SKIPS
 
 
@@ -299,13 +295,7 @@ def test_truncated_zip_is_a_format_error(export: Path, tmp_path: Path) -> None:
 
 
 def test_not_a_zip_and_missing_source(tmp_path: Path) -> None:
-    junk = tmp_path / "export.zip"
-    junk.write_text(f"{SECRET} this is no zip\n")
-    with pytest.raises(ImportFormatError) as info:
-        read(junk)
-    assert SECRET not in str(info.value)
-    with pytest.raises(ImportFormatError, match="no such file"):
-        read(tmp_path / "missing.zip")
+    assert_not_the_format(read, tmp_path / "export.zip", f"{SECRET} this is no zip\n", SECRET)
 
 
 def test_zip_without_messages_csv(tmp_path: Path) -> None:

@@ -594,6 +594,18 @@ def token_file(tmp_path: Path, mode: int = 0o600, token: str = TOKEN) -> Path:
     return path
 
 
+@pytest.fixture
+def pushing(
+    fake_grafana: tuple[FakeGrafana, str],
+    grafana_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> tuple[FakeGrafana, Settings]:
+    """The fake Grafana and settings that push to it (its URL, a token file only the owner
+    can read)."""
+    fake, url = fake_grafana
+    return fake, grafana_settings(grafana_url=url, grafana_token_file=token_file(tmp_path))
+
+
 def test_push_creates_datasources_folder_and_dashboards(
     fake_grafana: tuple[FakeGrafana, str],
     grafana_settings: Callable[..., Settings],
@@ -663,14 +675,10 @@ def test_push_command_prints_one_line_per_object(
     assert TOKEN not in result.output
 
 
-def test_push_reports_a_rejected_token(
-    fake_grafana: tuple[FakeGrafana, str],
-    grafana_settings: Callable[..., Settings],
-    tmp_path: Path,
-) -> None:
-    fake, url = fake_grafana
+def test_push_reports_a_rejected_token(pushing: tuple[FakeGrafana, Settings]) -> None:
+    fake, settings = pushing
+    url = settings.grafana_url
     fake.status = 401
-    settings = grafana_settings(grafana_url=url, grafana_token_file=token_file(tmp_path))
     with pytest.raises(GrafanaError, match="401") as info:
         push(settings, DASHBOARDS_DIR)
     message = str(info.value)
@@ -698,17 +706,16 @@ def test_push_reports_connection_refused(
 
 
 def test_push_refuses_a_token_file_others_can_read(
-    fake_grafana: tuple[FakeGrafana, str],
-    grafana_settings: Callable[..., Settings],
-    tmp_path: Path,
+    pushing: tuple[FakeGrafana, Settings], grafana_settings: Callable[..., Settings]
 ) -> None:
-    fake, url = fake_grafana
-    settings = grafana_settings(grafana_url=url, grafana_token_file=token_file(tmp_path, 0o644))
+    fake, settings = pushing
+    assert settings.grafana_token_file is not None
+    settings.grafana_token_file.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         push(settings, DASHBOARDS_DIR)
     assert not fake.requests, "the token was sent although its file is readable by others"
     with pytest.raises(TeilhabeError, match="no Grafana token"):
-        push(grafana_settings(grafana_url=url), DASHBOARDS_DIR)
+        push(grafana_settings(grafana_url=settings.grafana_url), DASHBOARDS_DIR)
 
 
 def test_push_without_dashboards_says_to_generate(
