@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +42,24 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
         return configure(monkeypatch, tmp_path, **values)
 
     return factory
+
+
+@contextmanager
+def migrated_clickhouse(root: Path, **values: object) -> Iterator[Any]:
+    """A client of a freshly migrated embedded ClickHouse under ``root`` (settings as for
+    ``configure``), for tests that load facts and query the views directly."""
+    from pipeline.clickhouse import EmbeddedClickHouse, get_client
+    from pipeline.migrate import migrate
+
+    mp = pytest.MonkeyPatch()
+    settings = configure(mp, root, **values)
+    try:
+        with EmbeddedClickHouse(settings):
+            client = get_client(settings)
+            migrate(client, settings)
+            try:
+                yield client
+            finally:
+                client.close()
+    finally:
+        mp.undo()

@@ -14,14 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from rich.console import Console
 
 from pipeline import generator as gen
 from pipeline.clickhouse import get_client
 from pipeline.importer import run_import
-from pipeline.producer import read_jsonl
 from tests.conftest import configure
 from tests.faults.harness import (
     WINDOW_S,
@@ -30,6 +28,7 @@ from tests.faults.harness import (
     Figures,
     WindowOracle,
     assert_equal_to_oracle,
+    dataset_from_spec,
     read_figures,
 )
 
@@ -104,14 +103,9 @@ def message_texts(fmt: Format, events: list[dict[str, Any]], people: dict[str, s
 
 def small_org(root: Path) -> Dataset:
     """Three weekdays of a 150-person organisation (seeded)."""
-    root.mkdir(parents=True, exist_ok=True)
     units = (("Vertrieb", 50), ("IT", 40), ("Personal", 30), ("Einkauf", 30))
     spec = gen.OrgSpec(seed=21, start=datetime(2026, 3, 2, tzinfo=UTC), days=3, units=units)
-    events_path, dir_path = root / "events.jsonl", root / "directory.jsonl"
-    gen.write_jsonl(gen.Organisation(spec), events_path, dir_path)
-    events = [orjson.loads(line) for line in read_jsonl(events_path)]
-    people = {r["person_id"]: r["unit"] for r in map(orjson.loads, read_jsonl(dir_path))}
-    return Dataset(events_path, dir_path, events, people)
+    return dataset_from_spec(root, spec)
 
 
 def kafka_dump(bootstrap: str, topics: list[str]) -> bytes:

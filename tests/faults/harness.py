@@ -67,9 +67,14 @@ class Dataset:
 
 def make_dataset(root: Path, seed: int = 11, days: int = 4, day0: int = 2) -> Dataset:
     """Write a seeded organisation (``days`` days from 2026-02-``day0``) under ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
     spec = gen.OrgSpec(seed=seed, start=datetime(2026, 2, day0, tzinfo=UTC), days=days)
-    events_path, dir_path = root / f"events-{seed}.jsonl", root / f"directory-{seed}.jsonl"
+    return dataset_from_spec(root, spec, f"-{seed}")
+
+
+def dataset_from_spec(root: Path, spec: gen.OrgSpec, suffix: str = "") -> Dataset:
+    """Write the organisation of ``spec`` as events and directory files under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    events_path, dir_path = root / f"events{suffix}.jsonl", root / f"directory{suffix}.jsonl"
     gen.write_jsonl(gen.Organisation(spec), events_path, dir_path)
     events = [orjson.loads(line) for line in read_jsonl(events_path)]
     units = {r["person_id"]: r["unit"] for r in map(orjson.loads, read_jsonl(dir_path))}

@@ -17,10 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.clickhouse import EmbeddedClickHouse, get_client
-from pipeline.migrate import migrate
 from pipeline.sink import EVENT_COLUMNS, event_row
-from tests.conftest import configure
+from tests.conftest import migrated_clickhouse
 
 pytestmark = pytest.mark.integration
 
@@ -46,16 +44,8 @@ STATUSES = ["in_review", "accepted", "rejected", "implemented"]
 
 @pytest.fixture(scope="module")
 def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    mp = pytest.MonkeyPatch()
-    settings_ = configure(mp, tmp_path_factory.mktemp("views"), min_group_size=1)
-    try:
-        with EmbeddedClickHouse(settings_):
-            client = get_client(settings_)
-            migrate(client, settings_)
-            yield client
-            client.close()
-    finally:
-        mp.undo()
+    with migrated_clickhouse(tmp_path_factory.mktemp("views"), min_group_size=1) as client:
+        yield client
 
 
 def set_config(client: Any, **values: int) -> None:

@@ -324,28 +324,18 @@ def facts() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from pipeline.clickhouse import EmbeddedClickHouse, get_client
-    from pipeline.migrate import migrate
     from pipeline.sink import EVENT_COLUMNS, event_row
-    from tests.conftest import configure
+    from tests.conftest import migrated_clickhouse
 
-    mp = pytest.MonkeyPatch()
-    settings = configure(mp, tmp_path_factory.mktemp("grafana-ch"), min_group_size=1)
-    try:
-        with EmbeddedClickHouse(settings):
-            client = get_client(settings)
-            migrate(client, settings)
-            rows = [event_row(e, late=False) for e in facts()]
-            client.insert("teilhabe.events", rows, column_names=EVENT_COLUMNS)
-            client.insert(
-                "teilhabe.directory_people",
-                [(p, u, "{}") for p, u in {"p1": "Vertrieb", "p3": "Einkauf"}.items()],
-                column_names=("person_id", "unit", "attributes"),
-            )
-            yield client
-            client.close()
-    finally:
-        mp.undo()
+    with migrated_clickhouse(tmp_path_factory.mktemp("grafana-ch"), min_group_size=1) as client:
+        rows = [event_row(e, late=False) for e in facts()]
+        client.insert("teilhabe.events", rows, column_names=EVENT_COLUMNS)
+        client.insert(
+            "teilhabe.directory_people",
+            [(p, u, "{}") for p, u in {"p1": "Vertrieb", "p3": "Einkauf"}.items()],
+            column_names=("person_id", "unit", "attributes"),
+        )
+        yield client
 
 
 def clickhouse_queries() -> list[tuple[str, str, int]]:

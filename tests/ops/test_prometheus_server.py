@@ -23,13 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import yaml
 
 from pipeline import generator as gen
-from pipeline.producer import read_jsonl
-from tests.faults.harness import Dataset, FaultRun
+from tests.faults.harness import Dataset, FaultRun, dataset_from_spec
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +41,6 @@ DROP_FROM = START + timedelta(days=28)
 
 def drop_dataset(root: Path) -> Dataset:
     """33 days of a seeded organisation; IT falls to 30 % of its activity in the last week."""
-    root.mkdir(parents=True, exist_ok=True)
     spec = gen.OrgSpec(
         seed=5,
         start=START,
@@ -53,11 +50,7 @@ def drop_dataset(root: Path) -> Dataset:
         drop_from=DROP_FROM,
         drop_factor=0.3,
     )
-    events_path, dir_path = root / "events.jsonl", root / "directory.jsonl"
-    gen.write_jsonl(gen.Organisation(spec), events_path, dir_path)
-    events = [orjson.loads(line) for line in read_jsonl(events_path)]
-    units = {r["person_id"]: r["unit"] for r in map(orjson.loads, read_jsonl(dir_path))}
-    return Dataset(events_path, dir_path, events, units)
+    return dataset_from_spec(root, spec)
 
 
 def free_port() -> int:
@@ -166,8 +159,10 @@ def test_real_prometheus_fires_engagement_drop_for_the_dropped_unit_only(
         run.start_worker()
         run.wait_drained(timeout_s=400)
         run.sleep_until(
-            lambda: 'teilhabe_ei_index{unit="*"}' in run.metrics_text()
-            and "teilhabe_engagement_baseline_ratio{" in run.metrics_text(),
+            lambda: (
+                'teilhabe_ei_index{unit="*"}' in run.metrics_text()
+                and "teilhabe_engagement_baseline_ratio{" in run.metrics_text()
+            ),
             60,
             "the baseline and fact gauges",
         )
