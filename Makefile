@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck unit integration bench soak faults clean prometheus
+.PHONY: demo test install lint typecheck unit integration bench bench-import soak faults clean prometheus
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ integration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
+
+# Is teilhabe import streaming? Peak RSS and events/s of the read phase at 1x and 4x the size.
+bench-import: $(STAMP)
+	$(BIN)/python bench/import_memory.py
 
 # Opt-in soak: 30 min at half the measured maximum rate, kill -9 every 5 min, oracle at the end.
 # Shorter: make soak SOAK_MINUTES=10 SOAK_KILL_EVERY_S=120
