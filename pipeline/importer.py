@@ -88,7 +88,7 @@ def prepare(
         except InvalidEvent:
             ctx.stats.skip("bad_timestamp")  # a reader's defect; never a crash mid-import
             continue
-        ctx.stats.emitted(ev)
+        ctx.stats.emitted(ev["event_type"], ts)
         for id_field, unit_field in (
             ("actor_id", "actor_unit"),
             ("target_actor_id", "target_unit"),

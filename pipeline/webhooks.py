@@ -31,7 +31,8 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from pipeline.connectors.base import RawEvent, event, iso
+from pipeline.connectors import mentions
+from pipeline.connectors.base import Message, RawEvent, event, iso
 from pipeline.contract import validate_event
 from pipeline.errors import ConfigError, InvalidEvent
 from pipeline.settings import Settings, read_private_file
@@ -44,10 +45,6 @@ SOURCES: Final = (EVENTS, SLACK, MATTERMOST)
 STATUSES: Final = ("200", "202", "400", "401", "404", "413", "429", "503")
 MAX_MENTIONS: Final = 50  # per message: bounds the events one request can fan out to
 
-_SLACK_MENTION: Final = re.compile(r"<@([UW][A-Z0-9]{1,40})(?:\|[^>]*)?>")
-# @username not inside an e-mail address; Mattermost usernames: letters, digits, . - _
-_MATTERMOST_MENTION: Final = re.compile(r"(?<![\w@.])@([A-Za-z][A-Za-z0-9._-]{0,63})")
-_MATTERMOST_SPECIAL: Final = frozenset({"all", "channel", "here"})
 _SLACK_TS: Final = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,6}))?")
 #: Message subtypes that are a person's post or reply; every other one is left out.
 _COUNTED_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast", "me_message"})
@@ -280,38 +277,15 @@ def slack_time(ts: str) -> str:
 
 
 def slack_mentions(text: object) -> list[str]:
-    """User ids mentioned as ``<@U…>`` in a Slack text, in order, once each."""
-    if not isinstance(text, str):
-        return []
-    return list(dict.fromkeys(_SLACK_MENTION.findall(text)))[:MAX_MENTIONS]
+    """User ids mentioned as ``<@U…>`` in a Slack text, in order, once each (at most
+    ``MAX_MENTIONS``; the parsing is the export reader's, ``pipeline.connectors.mentions``)."""
+    return mentions.slack_mentions(text)[:MAX_MENTIONS]
 
 
 def mattermost_mentions(text: object) -> list[str]:
     """Usernames (lower-case) mentioned as ``@name`` in a Mattermost text, in order, once
     each; not ``@all``, ``@channel``, ``@here``, nor the ``@`` of an e-mail address."""
-    if not isinstance(text, str):
-        return []
-    names = (m.rstrip("._-").lower() for m in _MATTERMOST_MENTION.findall(text))
-    found = dict.fromkeys(n for n in names if n and n not in _MATTERMOST_SPECIAL)
-    return list(found)[:MAX_MENTIONS]
-
-
-def _mention_events(
-    content: str, mentioned: Iterable[str], actor: str, when: str, **fields: Any
-) -> list[RawEvent]:
-    # numbered, not named: an event id must not carry a person id (it is not pseudonymised)
-    return [
-        event(
-            f"{content}:mention:{i}",
-            "mention",
-            when,
-            actor,
-            target_actor_id=who,
-            content_id=content,
-            **fields,
-        )
-        for i, who in enumerate(mentioned)
-    ]
+    return mentions.at_mentions(text, None)[:MAX_MENTIONS]
 
 
 def map_slack_callback(doc: Mapping[str, Any]) -> Mapped:
@@ -345,30 +319,17 @@ def _slack_message(ev: Mapping[str, Any]) -> Mapped:
     channel, ts = _req(ev, "channel"), _req(ev, "ts")
     when = slack_time(ts)
     thread = _opt(ev, "thread_ts")
-    cid = f"slack:{channel}:{ts}"  # as the export reader (pipeline.connectors.slack)
-    common = {"space_id": channel, "platform": SLACK}
-    if thread is not None and thread != ts:
-        root = f"slack:{channel}:{thread}"
-        first = event(
-            cid,
-            "reply_created",
-            when,
-            user,
-            target_actor_id=_opt(ev, "parent_user_id"),  # unknown when absent
-            content_id=cid,
-            parent_content_id=root,
-            root_content_id=root,
-            **common,
-        )
-    else:
-        root = cid
-        first = event(
-            cid, "post_created", when, user, content_id=cid, root_content_id=cid, **common
-        )
-    mentioned = slack_mentions(ev.get("text"))
-    return Mapped(
-        [first, *_mention_events(cid, mentioned, user, when, root_content_id=root, **common)]
+    # ids as the export reader's (pipeline.connectors.slack): an import counts them once
+    cid = f"slack:{channel}:{ts}"
+    is_reply = thread is not None and thread != ts
+    root = f"slack:{channel}:{thread}" if is_reply else cid
+    msg = Message(SLACK, cid, root, when, channel)
+    first = (
+        msg.reply(user, parent_content_id=root, target_actor_id=_opt(ev, "parent_user_id"))
+        if is_reply
+        else msg.post(user)
     )
+    return Mapped([first, *msg.numbered_mentions(user, slack_mentions(ev.get("text")))])
 
 
 def _slack_reaction(ev: Mapping[str, Any], event_id: str) -> Mapped:
@@ -432,11 +393,9 @@ def map_mattermost(doc: Mapping[str, Any]) -> Mapped:
     if not isinstance(stamp, int) or isinstance(stamp, bool) or not 0 <= stamp < 10**14:
         raise InvalidEvent("bad_timestamp", "timestamp must be epoch milliseconds")
     when = iso(datetime.fromtimestamp(stamp // 1000, UTC) + timedelta(milliseconds=stamp % 1000))
-    cid = f"mattermost:{post}"
-    common = {"space_id": channel, "platform": MATTERMOST, "root_content_id": cid}
-    first = event(cid, "post_created", when, user, content_id=cid, **common)
+    msg = Message(MATTERMOST, f"mattermost:{post}", f"mattermost:{post}", when, channel)
     mentioned = mattermost_mentions(doc.get("text"))
-    return Mapped([first, *_mention_events(cid, mentioned, user, when, **common)])
+    return Mapped([msg.post(user), *msg.numbered_mentions(user, mentioned)])
 
 
 # --- what goes to Kafka ----------------------------------------------------------------------

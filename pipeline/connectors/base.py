@@ -44,21 +44,30 @@ class ImportStats:
 
     events: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
-    first: datetime | None = None
-    last: datetime | None = None
+    first_ms: int | None = None  # event time of the earliest event, epoch ms
+    last_ms: int | None = None
 
     def skip(self, reason: str, n: int = 1) -> None:
         """Count ``n`` source records left out, by a short stable reason (``bot``, ...)."""
         self.skipped[reason] += n
 
-    def emitted(self, event: RawEvent) -> None:
-        """Count one event that leaves the reader (called by the importer)."""
-        self.events[event["event_type"]] += 1
-        ts = datetime.fromisoformat(event["occurred_at"])
-        if self.first is None or ts < self.first:
-            self.first = ts
-        if self.last is None or ts > self.last:
-            self.last = ts
+    def emitted(self, event_type: str, ts_ms: int) -> None:
+        """Count one event that leaves the reader (the importer, which has parsed its time)."""
+        self.events[event_type] += 1
+        if self.first_ms is None or ts_ms < self.first_ms:
+            self.first_ms = ts_ms
+        if self.last_ms is None or ts_ms > self.last_ms:
+            self.last_ms = ts_ms
+
+    @property
+    def first(self) -> datetime | None:
+        """Time of the earliest event (UTC)."""
+        return None if self.first_ms is None else datetime.fromtimestamp(self.first_ms / 1000, UTC)
+
+    @property
+    def last(self) -> datetime | None:
+        """Time of the latest event (UTC)."""
+        return None if self.last_ms is None else datetime.fromtimestamp(self.last_ms / 1000, UTC)
 
 
 @dataclass

@@ -35,19 +35,24 @@ def slack_mentions(text: object) -> list[str]:
     return list(dict.fromkeys(m.group(1) for m in _SLACK_MENTION.finditer(text)))
 
 
-def at_mentions(text: object, known: Container[str]) -> list[str]:
-    """Known usernames mentioned as ``@name`` in ``text`` (lower-cased), distinct, in order.
+def at_mentions(text: object, known: Container[str] | None) -> list[str]:
+    """Usernames mentioned as ``@name`` in ``text`` (lower-cased), distinct, in order.
+
+    ``known``: the usernames of the export; others are no person mention. None (a webhook,
+    which knows no user list): every name, its trailing ``.``, ``-`` or ``_`` dropped.
 
     >>> at_mentions("@Anna and @jonas. cc @all, mail bob@example.org @ghost", {"anna", "jonas"})
     ['anna', 'jonas']
+    >>> at_mentions("@Anna and @jonas. cc @all, mail bob@example.org @ghost", None)
+    ['anna', 'jonas', 'ghost']
     """
     if not isinstance(text, str) or "@" not in text:
         return []
     found: dict[str, None] = {}
     for m in _AT_MENTION.finditer(text):
         name = m.group(1).lower()
-        while name and name not in known and name[-1] in "._-":
+        while name and (known is None or name not in known) and name[-1] in "._-":
             name = name[:-1]
-        if name and name not in SPECIAL_MENTIONS and name in known:
+        if name and name not in SPECIAL_MENTIONS and (known is None or name in known):
             found.setdefault(name)
     return list(found)

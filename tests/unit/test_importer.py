@@ -120,7 +120,7 @@ def test_events_beyond_the_retention_are_warned_about() -> None:
 
     out = StringIO()
     console = Console(file=out, width=200)
-    stats = ImportStats(first=datetime.now(UTC) - timedelta(days=40))
+    stats = ImportStats(first_ms=int((datetime.now(UTC) - timedelta(days=40)).timestamp() * 1000))
     assert not warn_beyond_retention(stats, 60, console) and not out.getvalue()
     assert warn_beyond_retention(stats, 30, console)
     assert "TEILHABE_FACTS_TTL_DAYS=30" in out.getvalue()
