@@ -20,6 +20,7 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from agents.consumer import KeepQueuesFlowControl, NoDropConsumer
+from agents.delivery import Delivery
 from pipeline.brokerprobe import BrokerWatch
 from pipeline.clickhouse import get_client
 from pipeline.exporter import PipelineMetrics
@@ -115,6 +116,7 @@ class Runtime:
     activity_topic: faust.TopicT
     deadletter_topic: faust.TopicT
     directory: Any  # faust GlobalTable: pseudonym -> {"unit": ..., "cohorts": [...]}
+    delivery: Delivery  # every record the agents write goes through it (bounded, never a crash)
 
     def lookup(self, pseudonym: str) -> dict[str, Any] | None:
         """Directory entry of a person (by pseudonym), None when unknown or malformed."""
@@ -154,7 +156,9 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         # Envelopes keep the cost small; Apache Kafka gets full batches.
         **dev_only,
         producer_linger=0.005,
-        producer_max_request_size=max(settings.max_message_bytes * 4, 1_048_576),
+        # every record the worker writes is cut to this (pipeline.records): one above it
+        # is a bug, refused by the client before it could reach a broker
+        producer_max_request_size=settings.kafka_max_record_bytes,
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4_194_304),
         logging_config=None,
     )
@@ -199,6 +203,7 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         activity_topic=activity_topic,
         deadletter_topic=deadletter_topic,
         directory=directory,
+        delivery=Delivery(metrics, settings.kafka_max_record_bytes, deadletter_topic),
     )
     from agents import engagement, ingest, webhooks
 

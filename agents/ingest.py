@@ -2,7 +2,9 @@
 
 Bad input goes to the dead-letter topic with its original bytes and the reason in headers;
 the agent never stops for it. Events leave as one envelope per activity partition per batch,
-so the engagement stage pays Kafka's per-message cost once per batch, not per event.
+so the engagement stage pays Kafka's per-message cost once per batch, not per event; an
+envelope is split to stay within ``TEILHABE_KAFKA_MAX_RECORD_BYTES`` (``pipeline.records``), and
+whatever Kafka does with one record never stops the agent (``agents.delivery``).
 
 Every send uses ``force=True``. Without it Faust "attaches" a send made inside an agent to the
 stream's *current* event and publishes it only when that event's offset is committed. In a
@@ -15,7 +17,6 @@ at-least-once, in order per source.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -25,7 +26,9 @@ import orjson
 
 from agents.app import Runtime
 from agents.batching import EventBatcher
+from agents.delivery import Outgoing
 from pipeline.ingest import decode_message, enrich, partition_for
+from pipeline.records import TooLarge, pack, value_budget
 
 log = logging.getLogger("teilhabe.ingest")
 
@@ -49,12 +52,36 @@ def offset_ranges(batch: list[Any]) -> str:
     )
 
 
+def activity_records(
+    topic: Any, partition: int, source: int, events: list[dict[str, Any]], budget: int
+) -> tuple[list[Outgoing], list[TooLarge]]:
+    """The activity records of one (partition, source): one envelope when it fits the
+    record budget (the common case: one ``orjson.dumps``), else as many as it takes; events
+    too large for a record alone come back apart (dead letters, reason ``oversized``)."""
+    key = str(partition).encode()
+    head, tail = b'{"src":%d,"events":[' % source, b"]}"
+    value = orjson.dumps({"src": source, "events": events})
+    if len(value) <= budget:
+        return [Outgoing(topic, value, key, partition, head=head, tail=tail)], []
+    records: list[Outgoing] = []
+    too_large: list[TooLarge] = []
+    for piece in pack((orjson.dumps(ev) for ev in events), head, tail, budget):
+        if isinstance(piece, TooLarge):
+            too_large.append(piece)
+        else:
+            records.append(Outgoing(topic, piece.value, key, partition, head=head, tail=tail))
+    return records, too_large
+
+
 def register(rt: Runtime) -> None:
     """Attach the ingest agent to the app."""
     s = rt.settings
     metrics = rt.metrics
     future_ms = s.future_tolerance_s * 1000
     partitions = s.activity_partitions
+    delivery = rt.delivery
+    # activity keys are the partition number: at most 4 bytes
+    budget = value_budget(s.kafka_max_record_bytes, b"0000")
 
     async def handle(batch: list[Any]) -> None:
         """Validate, pseudonymise, enrich and route one batch; returns once Kafka has it."""
@@ -63,34 +90,22 @@ def register(rt: Runtime) -> None:
         # a watermark per source, so each envelope carries events of one source only
         routed: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
         ended: list[int] = []  # input partitions whose end-of-input marker is in this batch
-        sent: list[Any] = []
+        out: list[Outgoing] = []
         metrics.consumed(s.topic_events, len(batch))
         for event in batch:
             msg = event.message
             decoded = decode_message(event.value, now_ms, future_ms, s.max_message_bytes)
-            for dead in decoded.dead:
-                metrics.events_invalid.labels(dead.reason).inc()
-                metrics.dead_letters.inc()
-                headers = [
-                    ("reason", dead.reason.encode()),
-                    ("detail", dead.detail.encode()[:500]),
-                    ("source", f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()),
-                ]
-                if dead.index is not None:
-                    headers.append(("envelope_index", str(dead.index).encode()))
-                sent.append(
-                    await rt.deadletter_topic.send(
-                        key=dead.reason.encode(), value=dead.payload, headers=headers, force=True
+            if decoded.dead:
+                where = f"{msg.topic}[{msg.partition}]@{msg.offset}"
+                for dead in decoded.dead:
+                    metrics.events_invalid.labels(dead.reason).inc()
+                    index = [] if dead.index is None else [("envelope_index", b"%d" % dead.index)]
+                    out.append(
+                        delivery.dead_letter(dead.reason, dead.detail, dead.payload, where, index)
                     )
-                )
-                log.warning(
-                    "dead letter reason=%s source=%s[%s] offset=%s index=%s",
-                    dead.reason,
-                    msg.topic,
-                    msg.partition,
-                    msg.offset,
-                    dead.index,
-                )
+                    log.warning(
+                        "dead letter reason=%s source=%s index=%s", dead.reason, where, dead.index
+                    )
             if decoded.end_of_input:
                 ended.append(msg.partition)
             for ev in decoded.events:
@@ -98,26 +113,22 @@ def register(rt: Runtime) -> None:
                 del ev["occurred_at"]  # ts carries it; keeps the envelope small
                 routed[(partition_for(ev["actor_id"], partitions), msg.partition)].append(ev)
         for (partition, source), events in routed.items():
-            sent.append(
-                await rt.activity_topic.send(
-                    key=str(partition).encode(),
-                    value=orjson.dumps({"src": source, "events": events}),
-                    partition=partition,
-                    force=True,  # see module docstring: never attach to the current event
-                )
+            records, too_large = activity_records(
+                rt.activity_topic, partition, source, events, budget
             )
+            out.extend(records)
+            for item in too_large:
+                metrics.events_invalid.labels("oversized").inc()
+                where = f"{s.topic_events}[{source}] to {s.topic_activity}[{partition}]"
+                out.append(delivery.dead_letter("oversized", item.detail, item.item, where))
         for source in ended:  # after the source's events: every activity partition learns
             end = orjson.dumps({"src": source, "events": [], "end": True})
             for partition in range(partitions):
-                sent.append(
-                    await rt.activity_topic.send(
-                        key=str(partition).encode(), value=end, partition=partition, force=True
-                    )
-                )
+                out.append(Outgoing(rt.activity_topic, end, str(partition).encode(), partition))
             log.info("end of input source=%s forwarded to %s partitions", source, partitions)
         # acknowledge only what Kafka has confirmed: at-least-once without relying on the
-        # producer flush that precedes Faust's commit
-        await asyncio.gather(*sent)
+        # producer flush that precedes Faust's commit; never raises for one record
+        await delivery.deliver(out)
         for event in batch:
             event.ack()
         if log.isEnabledFor(logging.DEBUG):

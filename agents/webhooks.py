@@ -27,9 +27,13 @@ import orjson
 from aiohttp import web
 
 from agents.app import Runtime
+from agents.delivery import Outgoing
 from pipeline.errors import InvalidEvent
 from pipeline.ingest import decode_message
+from pipeline.records import TooLarge, value_budget
 from pipeline.webhooks import (
+    ENVELOPE_HEAD,
+    ENVELOPE_TAIL,
     EVENTS,
     MATTERMOST,
     SLACK,
@@ -308,39 +312,47 @@ class WebhookServer:
         return Answer(200, {"accepted": 0, "ignored": reason})
 
     async def _send(self, source: str, events: list[dict[str, Any]]) -> int:
-        """Send pseudonymised events as envelopes; return once Kafka confirmed them (503)."""
+        """Send pseudonymised events as envelopes within the record limit; return once Kafka
+        confirmed them (503 when it does not in time). An event too large for a record goes
+        to the dead letters (reason ``oversized``) and is not counted as accepted."""
         if not events:
             return 0
-
-        async def send_all() -> None:
-            limit = self.rt.settings.max_message_bytes
-            sent = [
-                await self.rt.events_topic.send(value=envelope, force=True)
-                for envelope in envelopes(events, limit)
-            ]
-            await asyncio.gather(*sent)
-
-        await self._confirmed(source, send_all())
-        self.metrics.events.labels(source).inc(len(events))
-        return len(events)
+        delivery = self.rt.delivery
+        budget = value_budget(self.rt.settings.kafka_max_record_bytes)
+        records: list[Outgoing] = []
+        accepted = 0
+        for piece in envelopes(events, budget):
+            if isinstance(piece, TooLarge):
+                self.rt.metrics.events_invalid.labels("oversized").inc()
+                records.append(
+                    delivery.dead_letter(
+                        "oversized",
+                        piece.detail,
+                        piece.item,
+                        "webhook",
+                        [("endpoint", source.encode())],
+                    )
+                )
+            else:
+                accepted += piece.count
+                records.append(
+                    Outgoing(
+                        self.rt.events_topic,
+                        piece.value,
+                        head=ENVELOPE_HEAD,
+                        tail=ENVELOPE_TAIL,
+                    )
+                )
+        await self._confirmed(source, delivery.deliver(records))
+        self.metrics.events.labels(source).inc(accepted)
+        return accepted
 
     async def _dead_letter(self, source: str, reason: str, detail: str, payload: bytes) -> None:
         """Write a refused body to the dead-letter topic and wait for Kafka's confirmation."""
-        headers = [
-            ("reason", reason.encode()),
-            ("detail", detail.encode()[:500]),
-            ("source", b"webhook"),
-            ("endpoint", source.encode()),
-        ]
-
-        async def send() -> None:
-            sent = await self.rt.deadletter_topic.send(
-                key=reason.encode(), value=payload, headers=headers, force=True
-            )
-            await sent
-
-        await self._confirmed(source, send())
-        self.rt.metrics.dead_letters.inc()
+        dead = self.rt.delivery.dead_letter(
+            reason, detail, payload, "webhook", [("endpoint", source.encode())]
+        )
+        await self._confirmed(source, self.rt.delivery.deliver([dead]))
 
     async def _confirmed(self, source: str, sending: Awaitable[None]) -> None:
         try:

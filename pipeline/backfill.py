@@ -20,11 +20,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.devstack import DevStack, wait_until_drained
 from pipeline.producer import (
-    make_producer,
     produce_directory_file,
     produce_end_of_input,
     produce_events,
+    producer_for,
     read_jsonl,
+    record_limits,
 )
 from pipeline.settings import Settings
 
@@ -52,7 +53,13 @@ def run_backfill(
         if directory_file is not None:
             n = produce_directory_file(producer, settings, directory_file)
             console.print(f"directory: {n} people")
-        produce_events(producer, settings.topic_events, read_jsonl(events_file), progress=progress)
+        produce_events(
+            producer,
+            settings.topic_events,
+            read_jsonl(events_file),
+            progress=progress,
+            **record_limits(settings),
+        )
 
     total = sum(1 for _ in read_jsonl(events_file))
     return run_bounded(settings, send, total, workers, timeout_s, console)
@@ -76,7 +83,7 @@ def run_bounded(
     settings.read_pseudonym_key()  # fail before anything starts when there is no key
     started = time.monotonic()
     with DevStack(settings, extra_env=BACKFILL_ENV) as stack:
-        producer = make_producer(stack.bootstrap, tansu=settings.tansu)
+        producer = producer_for(settings, stack.bootstrap)
         for _ in range(workers):
             stack.start_worker()
         columns = (

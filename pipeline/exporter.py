@@ -92,6 +92,9 @@ class PipelineMetrics:
     consumer_lag: Gauge
     space_active: Gauge
     platform_active: Gauge
+    kafka_send_retries: Counter
+    kafka_unconfirmed: Gauge
+    kafka_refused: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -123,6 +126,24 @@ class PipelineMetrics:
             ),
             dead_letters=Counter(
                 "teilhabe_dead_letters", "Records written to the dead-letter topic", registry=r
+            ),
+            kafka_send_retries=Counter(
+                "teilhabe_kafka_send_retries",
+                "Records sent again because Kafka did not confirm them (broker unavailable or "
+                "timing out); the batch stays unacknowledged meanwhile",
+                registry=r,
+            ),
+            kafka_unconfirmed=Gauge(
+                "teilhabe_kafka_unconfirmed_records",
+                "Records this worker has sent and Kafka has not confirmed yet",
+                registry=r,
+            ),
+            kafka_refused=Counter(
+                "teilhabe_kafka_records_refused",
+                "Records Kafka or its client refused for their content (too large, "
+                "unserialisable); their events go to the dead-letter topic, never retried",
+                ["topic"],
+                registry=r,
             ),
             window_flushes=Counter(
                 "teilhabe_window_flushes", "Closed windows written to ClickHouse", registry=r

@@ -226,12 +226,13 @@ class ImportRun:
     def send(self, producer: KafkaProducer, progress: Callable[[int], None]) -> None:
         """The people CSV, the events (pseudonymised, marked envelopes), then the export's
         people to the directory topic. ``read`` first."""
-        from pipeline.producer import produce_directory, produce_events
+        from pipeline.producer import produce_directory, produce_events, record_limits
 
         s = self.settings
         pseudonymise = Pseudonymiser(s.read_pseudonym_key())
+        limits = record_limits(s)
         if self.people_csv is not None:
-            n = produce_directory(producer, s.topic_directory, self.people, pseudonymise)
+            n = produce_directory(producer, s.topic_directory, self.people, pseudonymise, **limits)
             self.console.print(f"directory: {n} people from {self.people_csv}")
         produce_events(
             producer,
@@ -239,9 +240,10 @@ class ImportRun:
             self.sorted.merged(),
             progress=progress,
             pseudonymised=True,
+            **limits,
         )
         n = produce_directory(
-            producer, s.topic_directory, directory_records(self.ctx.people), pseudonymise
+            producer, s.topic_directory, directory_records(self.ctx.people), pseudonymise, **limits
         )
         if n:
             self.console.print(f"directory: {n} people with a unit from the export's profiles")
@@ -338,9 +340,9 @@ def _send(
 
         run_bounded(settings, run.send, total, workers, timeout_s, console)
         return
-    from pipeline.producer import make_producer, produce_end_of_input
+    from pipeline.producer import produce_end_of_input, producer_for
 
-    producer = make_producer(settings.kafka_bootstrap, tansu=settings.tansu)
+    producer = producer_for(settings)
     try:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
@@ -385,19 +387,20 @@ def read_people_csv(path: Path) -> Iterator[dict[str, Any]]:
 
 def import_directory(settings: Settings, path: Path, console: Console | None = None) -> int:
     """Send a people CSV to the directory topic, pseudonymised; returns the people sent."""
-    from pipeline.producer import make_producer, produce_directory
+    from pipeline.producer import produce_directory, producer_for, record_limits
 
     console = console or Console(stderr=True)
     if settings.embedded_broker:
         raise TeilhabeError("directory import needs TEILHABE_KAFKA_BOOTSTRAP (a running pipeline)")
     records = list(read_people_csv(path))  # validate the whole file before sending any of it
-    producer = make_producer(settings.kafka_bootstrap, tansu=settings.tansu)
+    producer = producer_for(settings)
     try:
         n = produce_directory(
             producer,
             settings.topic_directory,
             records,
             Pseudonymiser(settings.read_pseudonym_key()),
+            **record_limits(settings),
         )
     finally:
         producer.close()

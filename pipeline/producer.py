@@ -7,16 +7,29 @@ raw person ids are never written anywhere.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from kafka import KafkaProducer
 
 from pipeline.pseudonym import Pseudonymiser
+from pipeline.records import (
+    DEFAULT_MAX_RECORD_BYTES,
+    Envelope,
+    EnvelopeWriter,
+    TooLarge,
+    bound_dead_letter,
+    pack,
+    value_budget,
+)
 from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+DEFAULT_DEADLETTER_TOPIC: Final = "teilhabe.deadletter"
 
 DEFAULT_ENVELOPE_SIZE = 500
 
@@ -31,15 +44,19 @@ def read_jsonl(path: Path) -> Iterator[bytes]:
 
 
 def make_producer(
-    bootstrap: str, *, tansu: bool, max_request_bytes: int = 4_194_304
+    bootstrap: str, *, tansu: bool, max_request_bytes: int = DEFAULT_MAX_RECORD_BYTES
 ) -> KafkaProducer:
     """A kafka-python producer tuned for throughput with acks from the leader.
+
+    ``max_request_bytes``: the client's own record limit; pass
+    ``TEILHABE_KAFKA_MAX_RECORD_BYTES`` (every record this module writes is cut to it by
+    ``pipeline.records``, so a record above it is a bug, refused here before any broker).
 
     ``tansu`` (the embedded dev broker): every record is its own batch. With several records
     per batch, the embedded broker now and then let a consumer skip a record (seen: about
     one run in eight lost one whole input message of the end-to-end test; 0 in 40 runs with
-    one record per batch), besides its ListOffsets quirk (DESIGN.md). Envelopes keep the cost
-    small; Apache Kafka gets full batches.
+    one record per batch), besides its ListOffsets quirk (docs/reliability.md). Envelopes keep
+    the cost small; Apache Kafka gets full batches.
     """
     return KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -75,52 +92,62 @@ class _Confirmations:
             )
 
 
+ENVELOPE_HEAD: Final = b'{"schema_version":1,"events":['
+PSEUDONYMISED_HEAD: Final = b'{"schema_version":1,"pseudonymised":true,"events":['
+ENVELOPE_TAIL: Final = b"]}"
+
+
 def envelopes(
-    lines: Iterable[bytes], size: int, pseudonymised: bool = False
-) -> Iterator[tuple[bytes, int]]:
-    """Group raw event lines into envelope messages; yields (message, events in it).
+    lines: Iterable[bytes],
+    size: int,
+    pseudonymised: bool = False,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Iterator[Envelope | TooLarge]:
+    """Group raw event lines into envelope records of at most ``size`` events and
+    ``max_record_bytes`` bytes; a line too large for a record alone comes as ``TooLarge``.
 
     Lines are spliced in as they are, so an invalid line still reaches the worker (and its
-    dead-letter topic) instead of being judged here. ``pseudonymised``: the lines' person ids
-    are pseudonyms already (``teilhabe import``), always sent in marked envelopes.
+    dead-letter topic) instead of being judged here; one that is not JSON travels alone, so it
+    cannot spoil the envelope of its good neighbours. ``size`` 1 sends each line as it is.
+    ``pseudonymised``: the lines' person ids are pseudonyms already (``teilhabe import``),
+    always sent in marked envelopes.
     """
+    budget = value_budget(max_record_bytes)
     if pseudonymised:
-        head = b'{"schema_version":1,"pseudonymised":true,"events":['
-        for chunk in _chunks(lines, max(size, 1)):
-            yield head + b",".join(chunk) + b"]}", len(chunk)
+        yield from pack(lines, PSEUDONYMISED_HEAD, ENVELOPE_TAIL, budget, max(size, 1))
         return
     if size <= 1:
         for line in lines:
-            yield line, 1
+            yield Envelope(line, 1) if len(line) <= budget else TooLarge(line, budget)
         return
-    batch: list[bytes] = []
+    writer = EnvelopeWriter(ENVELOPE_HEAD, ENVELOPE_TAIL, budget, size)
     for line in lines:
         try:
             orjson.loads(line)
         except orjson.JSONDecodeError:
-            yield line, 1  # alone, so it cannot spoil the envelope of its good neighbours
+            yield from writer.flush()
+            yield Envelope(line, 1) if len(line) <= budget else TooLarge(line, budget)
             continue
-        batch.append(line)
-        if len(batch) >= size:
-            yield _envelope(batch), len(batch)
-            batch = []
-    if batch:
-        yield _envelope(batch), len(batch)
+        yield from writer.add(line)
+    yield from writer.flush()
 
 
-def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
-    batch: list[bytes] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _envelope(lines: list[bytes]) -> bytes:
-    return b'{"schema_version":1,"events":[' + b",".join(lines) + b"]}"
+def dead_letter_oversized(
+    producer: KafkaProducer,
+    deadletter_topic: str,
+    item: TooLarge,
+    source: str,
+    max_record_bytes: int,
+) -> Any:
+    """Send an item too large for any record to the dead-letter topic (reason ``oversized``,
+    its first bytes and a ``truncated`` header); returns the send's future."""
+    headers = [
+        ("reason", b"oversized"),
+        ("detail", item.detail.encode()),
+        ("source", source.encode()),
+    ]
+    value, headers = bound_dead_letter(item.item, headers, max_record_bytes, b"oversized")
+    return producer.send(deadletter_topic, key=b"oversized", value=value, headers=headers)
 
 
 def produce_events(
@@ -131,26 +158,47 @@ def produce_events(
     rate_per_s: float | None = None,
     progress: Callable[[int], None] | None = None,
     pseudonymised: bool = False,
+    *,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    deadletter_topic: str = DEFAULT_DEADLETTER_TOPIC,
 ) -> int:
-    """Send event lines to ``topic``; returns the number of events sent.
+    """Send event lines to ``topic``; returns the number of events sent there.
 
     ``rate_per_s`` paces the stream (events per second); None sends as fast as possible.
-    ``pseudonymised``: see ``envelopes``.
+    ``pseudonymised``: see ``envelopes``. A line larger than a record can hold goes to
+    ``deadletter_topic`` (reason ``oversized``, cut to the limit): counted in ``progress``,
+    not in the result, and never a failure of the whole input.
     """
-    sent = 0
+    sent = oversized = 0
     started = time.monotonic()
     confirmations = _Confirmations()
-    for message, n in envelopes(lines, envelope_size, pseudonymised):
-        producer.send(topic, value=message).add_errback(confirmations.on_error)
-        sent += n
+    for piece in envelopes(lines, envelope_size, pseudonymised, max_record_bytes):
+        if isinstance(piece, TooLarge):
+            dead_letter_oversized(
+                producer, deadletter_topic, piece, f"producer:{topic}", max_record_bytes
+            ).add_errback(confirmations.on_error)
+            oversized += 1
+            n = 1
+        else:
+            producer.send(topic, value=piece.value).add_errback(confirmations.on_error)
+            n = piece.count
+            sent += n
         if progress is not None:
             progress(n)
         if rate_per_s:
-            ahead = sent / rate_per_s - (time.monotonic() - started)
+            ahead = (sent + oversized) / rate_per_s - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
     producer.flush()
     confirmations.check("messages")
+    if oversized:
+        log.warning(
+            "%s line(s) larger than TEILHABE_KAFKA_MAX_RECORD_BYTES=%s went to %s "
+            "(reason oversized)",
+            oversized,
+            max_record_bytes,
+            deadletter_topic,
+        )
     return sent
 
 
@@ -190,13 +238,28 @@ def produce_directory(
     topic: str,
     records: Iterable[dict[str, Any]],
     pseudonymise: Pseudonymiser,
+    *,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    deadletter_topic: str = DEFAULT_DEADLETTER_TOPIC,
 ) -> int:
-    """Send directory records one by one (each its own batch: see DESIGN.md on Tansu)."""
+    """Send directory records (keyed by pseudonym; the topic is compacted) and wait until
+    Kafka confirmed all of them; returns how many were sent. A record larger than
+    ``max_record_bytes`` goes to the dead-letter topic (reason ``oversized``) instead."""
     n = 0
+    confirmations = _Confirmations()
     for key, value in directory_messages(records, pseudonymise):
-        producer.send(topic, key=key, value=value).get(timeout=30)
+        budget = value_budget(max_record_bytes, key)
+        if len(value) > budget:
+            too_large = TooLarge(value, budget)
+            dead_letter_oversized(
+                producer, deadletter_topic, too_large, f"directory:{topic}", max_record_bytes
+            ).add_errback(confirmations.on_error)
+            log.warning("a directory record of %s bytes went to %s", len(value), deadletter_topic)
+            continue
+        producer.send(topic, key=key, value=value).add_errback(confirmations.on_error)
         n += 1
     producer.flush()
+    confirmations.check("directory records")
     return n
 
 
@@ -205,5 +268,27 @@ def produce_directory_file(producer: KafkaProducer, settings: Settings, path: Pa
     of ``settings``; returns the number of people sent."""
     records = (orjson.loads(line) for line in read_jsonl(path))
     return produce_directory(
-        producer, settings.topic_directory, records, Pseudonymiser(settings.read_pseudonym_key())
+        producer,
+        settings.topic_directory,
+        records,
+        Pseudonymiser(settings.read_pseudonym_key()),
+        **record_limits(settings),
+    )
+
+
+def record_limits(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments that bound records for ``settings`` (``produce_events``,
+    ``produce_directory``)."""
+    return {
+        "max_record_bytes": settings.kafka_max_record_bytes,
+        "deadletter_topic": settings.topic_deadletter,
+    }
+
+
+def producer_for(settings: Settings, bootstrap: str | None = None) -> KafkaProducer:
+    """A producer for ``settings`` (its broker kind and record limit)."""
+    return make_producer(
+        bootstrap or settings.kafka_bootstrap,
+        tansu=settings.tansu,
+        max_request_bytes=settings.kafka_max_record_bytes,
     )

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     activity_partitions: int = Field(
         4, ge=1, le=1024, description="Partitions of the activity topic (unit of parallelism)."
     )
+    kafka_max_record_bytes: int = Field(
+        1_000_000,
+        ge=16_384,
+        le=100_000_000,
+        description="Largest Kafka record any Teilhabe producer writes (envelopes are split "
+        "to fit; a single event above it is dead-lettered as oversized, a dead letter above "
+        "it is cut). Keep it below the broker's message.max.bytes (Apache Kafka: 1048588).",
+    )
     broker_session_timeout_s: float = Field(
         0, ge=0, description="Consumer group session timeout; 0 = 6 s embedded, 30 s otherwise."
     )

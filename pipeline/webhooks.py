@@ -35,6 +35,7 @@ from pipeline.connectors import mentions
 from pipeline.connectors.base import Message, RawEvent, event, iso
 from pipeline.contract import validate_event
 from pipeline.errors import ConfigError, InvalidEvent
+from pipeline.records import Envelope, TooLarge, pack
 from pipeline.settings import Settings, read_private_file
 
 SLACK: Final = "slack"
@@ -424,25 +425,16 @@ def outgoing(
     return out
 
 
-_HEAD: Final = b'{"schema_version":1,"pseudonymised":true,"events":['
-_TAIL: Final = b"]}"
+#: Envelopes of the webhook endpoints: person ids pseudonymised by the worker already.
+ENVELOPE_HEAD: Final = b'{"schema_version":1,"pseudonymised":true,"events":['
+ENVELOPE_TAIL: Final = b"]}"
 
 
-def envelopes(events: Iterable[Mapping[str, Any]], max_bytes: int) -> list[bytes]:
-    """Pseudonymised events as envelopes of at most ``max_bytes`` each (one event at least)."""
-    out: list[bytes] = []
-    batch: list[bytes] = []
-    size = len(_HEAD) + len(_TAIL)
-    for ev in events:
-        item = orjson.dumps(ev)
-        if batch and size + len(item) + 1 > max_bytes:
-            out.append(_HEAD + b",".join(batch) + _TAIL)
-            batch, size = [], len(_HEAD) + len(_TAIL)
-        batch.append(item)
-        size += len(item) + 1
-    if batch:
-        out.append(_HEAD + b",".join(batch) + _TAIL)
-    return out
+def envelopes(events: Iterable[Mapping[str, Any]], max_bytes: int) -> list[Envelope | TooLarge]:
+    """Pseudonymised events as envelope values of at most ``max_bytes`` each
+    (``pipeline.records``); an event too large for one alone comes back as ``TooLarge``."""
+    items = (orjson.dumps(ev) for ev in events)
+    return list(pack(items, ENVELOPE_HEAD, ENVELOPE_TAIL, max_bytes))
 
 
 _SLACK_KEEP: Final = ("type", "event_id", "event_time", "team_id", "api_app_id")

@@ -24,6 +24,7 @@ from kafka import KafkaConsumer
 from pipeline.exporter import INVALID_REASONS
 from pipeline.ingest import directory_headcounts
 from pipeline.producer import envelopes, make_producer, read_jsonl
+from pipeline.records import Envelope
 from pipeline.pseudonym import Pseudonymiser
 from tests.conftest import TEST_KEY
 from tests.faults.harness import (
@@ -135,7 +136,7 @@ def run(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         if queue and i % step == step - 1:
             lines.append(queue.pop(0))  # beside good events in the same envelope
     lines += queue
-    biggest = max(len(m) for m, _ in envelopes(lines, ENVELOPE_SIZE))
+    biggest = max(len(e.value) for e in envelopes(lines, ENVELOPE_SIZE) if isinstance(e, Envelope))
     assert biggest <= MAX_BYTES, f"an envelope of the good input is already {biggest} bytes"
 
     root = tmp_path_factory.mktemp("hostile")

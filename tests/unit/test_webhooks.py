@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from pipeline.errors import ConfigError, InvalidEvent
 from pipeline.ingest import decode_message
 from pipeline.pseudonym import Pseudonymiser
+from pipeline.records import Envelope
 from pipeline.settings import load_settings
 from pipeline.webhooks import (
     RateLimiter,
@@ -394,7 +395,7 @@ def test_outgoing_pseudonymised_envelopes_pass_the_worker_check() -> None:
     assert out[0]["target_actor_id"] == pseudonymise("U0JONAS")
     assert all("ts" not in ev and None not in ev.values() for ev in out)
     many = out * 40
-    messages = envelopes(many, max_bytes=4096)
+    messages = [e.value for e in envelopes(many, max_bytes=4096) if isinstance(e, Envelope)]
     assert len(messages) > 1 and all(len(m) <= 4096 for m in messages)
     decoded = [decode_message(m, NOW_MS, 3_600_000, 10_000) for m in messages]
     assert all(d.pseudonymised and not d.dead for d in decoded)
