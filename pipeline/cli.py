@@ -126,8 +126,39 @@ def generate(
     rate: Annotated[
         float, typer.Option(help="Events/s for --live (0 = as fast as possible)")
     ] = 50.0,
+    people: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Headcount of the organisation (default 395), split over the units in the "
+            "default proportions, e.g. 100000; about 10 events per person and day",
+        ),
+    ] = None,
+    units: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Number of units (default 6); beyond 6 the default units repeat with a "
+            'number ("Vertrieb 2")',
+        ),
+    ] = None,
+    events: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Stop after this many events (a prefix of the full history; the period "
+            "may end first: raise --days or --people)",
+        ),
+    ] = None,
+    events_per_user_day: Annotated[
+        float, typer.Option(min=0.0, help="Mean events per person and day")
+    ] = 10.0,
 ) -> None:
-    """Generate a synthetic organisation: a JSON-lines history, or a live stream to Kafka."""
+    """Generate a synthetic organisation: a JSON-lines history, or a live stream to Kafka.
+
+    Large histories stream to the file with bounded memory, e.g. 5M events of 100k people:
+    --people 100000 --days 7 --events 5000000.
+    """
     from pipeline import generator as gen
 
     def when(value: str | None) -> datetime | None:
@@ -136,6 +167,12 @@ def generate(
     begin = when(start) or datetime.fromtimestamp(
         (datetime.now(UTC).timestamp() // 86400 - days) * 86400, tz=UTC
     )
+    org_units = gen.DEFAULT_UNITS  # scaled only when asked: same options, same output
+    if people is not None or units is not None:
+        try:
+            org_units = gen.scaled_units(people or sum(n for _, n in org_units), units)
+        except ValueError as exc:
+            raise _fail(exc) from None
     spec = gen.OrgSpec(
         seed=seed,
         start=begin,
@@ -144,6 +181,8 @@ def generate(
         drop_unit=drop_unit,
         drop_from=when(drop_from),
         drop_factor=drop_factor,
+        events_per_user_day=events_per_user_day,
+        units=org_units,
     )
     org = gen.Organisation(spec)
     s = _settings()
@@ -168,8 +207,14 @@ def generate(
         typer.secho("give --out FILE.jsonl (or --live)", fg="red", err=True)
         raise typer.Exit(2)
     directory_out = directory_out or out.with_name(out.stem + ".directory.jsonl")
-    n_events, n_people = gen.write_jsonl(org, out, directory_out)
+    n_events, n_people = gen.write_jsonl(org, out, directory_out, limit=events)
     typer.echo(f"wrote {n_events} events to {out} and {n_people} people to {directory_out}")
+    if events is not None and n_events < events:
+        typer.secho(
+            f"the period ended after {n_events} of {events} events: raise --days or --people",
+            fg="yellow",
+            err=True,
+        )
 
 
 @app.command()

@@ -33,6 +33,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any, Final
 
@@ -353,19 +354,38 @@ def live_events(
 
 
 def write_jsonl(
-    org: Organisation, events_path: Path | str, directory_path: Path | str
+    org: Organisation,
+    events_path: Path | str,
+    directory_path: Path | str,
+    limit: int | None = None,
 ) -> tuple[int, int]:
-    """Write the events and the directory as JSON lines; returns (events, people) written."""
+    """Write the events and the directory as JSON lines; returns (events, people) written.
+
+    ``limit`` stops after that many events (the first ``limit`` of the full history, so a
+    shorter file is a prefix of a longer one). Streams: memory does not grow with the
+    number of events, only with the organisation.
+    """
+    if limit is not None and limit < 0:
+        raise ValueError("limit must be >= 0")
     n_people = 0
-    with open(directory_path, "wb") as fh:
-        for rec in org.directory_records():
-            fh.write(orjson.dumps(rec) + b"\n")
-            n_people += 1
-    n_events = 0
     dumps = orjson.dumps
-    with open(events_path, "wb") as fh:
+    with open(directory_path, "wb") as fh:
         chunk: list[bytes] = []
-        for ev in org.events():
+        for rec in org.directory_records():
+            chunk.append(dumps(rec))
+            n_people += 1
+            if len(chunk) >= 4096:
+                fh.write(b"\n".join(chunk) + b"\n")
+                chunk = []
+        if chunk:
+            fh.write(b"\n".join(chunk) + b"\n")
+    n_events = 0
+    events = org.events()
+    if limit is not None:
+        events = islice(events, limit)
+    with open(events_path, "wb") as fh:
+        chunk = []
+        for ev in events:
             chunk.append(dumps(ev))
             if len(chunk) >= 4096:
                 fh.write(b"\n".join(chunk) + b"\n")
@@ -375,6 +395,39 @@ def write_jsonl(
             fh.write(b"\n".join(chunk) + b"\n")
             n_events += len(chunk)
     return n_events, n_people
+
+
+def scaled_units(
+    people: int, units: int | None = None, base: tuple[tuple[str, int], ...] = DEFAULT_UNITS
+) -> tuple[tuple[str, int], ...]:
+    """Units of an organisation of ``people`` people, for ``OrgSpec.units``.
+
+    ``units`` (default: as many as ``base``) takes the names and relative sizes of ``base``,
+    cycled beyond its length with a number ("Vertrieb 2", ...); the headcounts are split in
+    those proportions (largest remainder), each at least 1. ``scaled_units(395)`` is
+    ``DEFAULT_UNITS`` itself (the default organisation has 395 people).
+    """
+    n_units = len(base) if units is None else units
+    if n_units < 1:
+        raise ValueError("at least one unit")
+    if people < n_units:
+        raise ValueError(f"{people} people cannot fill {n_units} units (one person each)")
+    names, weights = [], []
+    for i in range(n_units):
+        name, weight = base[i % len(base)]
+        names.append(name if i < len(base) else f"{name} {i // len(base) + 1}")
+        weights.append(weight)
+    total = sum(weights)
+    quotas = [w * people / total for w in weights]
+    counts = [math.floor(q) for q in quotas]
+    left = people - sum(counts)
+    for i in sorted(range(n_units), key=lambda i: (counts[i] - quotas[i], i))[:left]:
+        counts[i] += 1
+    for i in range(n_units):  # a tiny unit rounded to nobody: one person from the largest
+        if counts[i] == 0:
+            counts[max(range(n_units), key=counts.__getitem__)] -= 1
+            counts[i] = 1
+    return tuple(zip(names, counts, strict=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,6 +472,8 @@ class _Simulator:
         self.omit = spec.omit_unit_share
         self.dates: dict[int, str] = {}
         self.active: set[str] = set()
+        #: joins/leaves since the period driver last listed the active people
+        self.roster_changed = True
 
     # ---- drivers ---------------------------------------------------------------------------
 
@@ -443,15 +498,14 @@ class _Simulator:
         per_ms = spec.events_per_user_day / _DAY_MS * norm
         actors: list[Person] = []
         cum: list[float] = []
-        stale = True
         slot = start
         expo, rand = rng.expovariate, rng.random
         while slot < end:
             slot_end = min((slot // _HOUR_MS + 1) * _HOUR_MS, end)
-            if stale:
+            if self.roster_changed:  # joins/leaves take effect from the next hour
                 actors = [p for p in org.people if p.person_id in self.active]
                 cum = _cumulative([p.activity for p in actors])
-                stale = False
+                self.roster_changed = False
             total = cum[-1] if cum else 0.0
             day, hour = divmod(slot // _HOUR_MS, 24)
             season = HOUR_PROFILE[hour] * (1.0 if (day + 3) % 7 < 5 else spec.weekend_factor)
@@ -463,9 +517,7 @@ class _Simulator:
                 if ms >= slot_end:
                     break
                 if self.scheduled and self.scheduled[0][0] <= ms:
-                    for ev in self._flush(ms):
-                        stale = True
-                        yield ev
+                    yield from self._flush(ms)
                 p = actors[min(bisect_right(cum, rand() * total), len(actors) - 1)]
                 if p.person_id not in self.active:
                     continue  # left during this hour
@@ -473,9 +525,7 @@ class _Simulator:
                     continue
                 yield self.act(ms, p, camp_from <= ms < camp_to)
             if self.scheduled and self.scheduled[0][0] < slot_end:
-                for ev in self._flush(slot_end - 1):
-                    stale = True
-                    yield ev
+                yield from self._flush(slot_end - 1)
             slot = slot_end
 
     def run_live(
@@ -512,11 +562,15 @@ class _Simulator:
         while self.scheduled and self.scheduled[0][0] <= upto_ms:
             ms, _, kind, payload = heapq.heappop(self.scheduled)
             if kind == "join":
+                self.roster_changed = True
                 self._add_member(payload)
                 yield self._membership(ms, payload, "member_joined")
             elif kind == "leave":
+                self.roster_changed = True
                 self.active.discard(payload.person_id)
-                self.members[payload.unit].remove(payload)
+                members = self.members[payload.unit]
+                # by identity: list.remove compares with the dataclass __eq__ (slow in big units)
+                del members[next(i for i, q in enumerate(members) if q is payload)]
                 yield self._membership(ms, payload, "member_left")
             else:
                 yield self._status(ms, *payload)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import tracemalloc
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -361,3 +363,115 @@ def test_random_small_organisations_stay_consistent(
             assert e["target_actor_id"] in unit
             if silo == 1.0:  # ideas are org-wide, the silo applies to interactions
                 assert unit[e["target_actor_id"]] == unit[e["actor_id"]]
+
+
+# ---- real size: scaled organisations, event limits, streaming ------------------------------
+
+#: sha256 of (events, directory) written for these specs before the real-size options existed:
+#: the options must leave every existing output byte for byte as it was
+GOLDEN = (
+    (
+        gen.OrgSpec(seed=5, start=MONDAY, days=3),
+        "a2fc821ef27890a280bfdf76850e643679fe18e0af671fc9303d1d00ceb2e0d8",
+        "d4ebe1944a06c59cb89532f4333aab5e24b226b5fa51616e0ec2e31dc33a9e2a",
+    ),
+    (
+        gen.OrgSpec(
+            seed=8,
+            start=MONDAY,
+            days=5,
+            units=(("A", 300), ("B", 40), ("C", 3)),
+            silo_strength=0.3,
+            drop_unit="B",
+            drop_from=MONDAY + timedelta(days=2),
+        ),
+        "87178e84b4004230a006eea4679e7b29b3a8d1e0222746ab5dbfe1edb748d8f6",
+        "17f0366c15618f6dc9aec04efc023ab4d956559d25322052f3ad15abcee9dab7",
+    ),
+)
+
+
+@pytest.mark.parametrize(("spec", "events_sha", "directory_sha"), GOLDEN)
+def test_existing_outputs_unchanged(
+    tmp_path: Path, spec: gen.OrgSpec, events_sha: str, directory_sha: str
+) -> None:
+    ev, di, _ = write(tmp_path, "g", spec)
+    assert hashlib.sha256(ev).hexdigest() == events_sha
+    assert hashlib.sha256(di).hexdigest() == directory_sha
+
+
+def test_scaled_units_keep_the_default_organisation_and_proportions() -> None:
+    assert gen.scaled_units(395) == gen.DEFAULT_UNITS  # --people 395: the default output
+    big = gen.scaled_units(100_000)
+    assert [u for u, _ in big] == [u for u, _ in gen.DEFAULT_UNITS]
+    assert sum(n for _, n in big) == 100_000
+    for (_, n), (_, base) in zip(big, gen.DEFAULT_UNITS, strict=True):
+        assert abs(n - base * 100_000 / 395) <= 1
+    many = gen.scaled_units(1000, 20)
+    names = [u for u, _ in many]
+    assert len(set(names)) == 20 and names[6] == "Vertrieb 2" and names[19] == "Produktion 4"
+    assert sum(n for _, n in many) == 1000
+    tiny = gen.scaled_units(9, 8)  # rounding would leave units empty: everyone gets one
+    assert sum(n for _, n in tiny) == 9 and min(n for _, n in tiny) >= 1
+    with pytest.raises(ValueError):
+        gen.scaled_units(3, 4)
+
+
+def test_limit_writes_a_prefix_of_the_full_history(tmp_path: Path) -> None:
+    org = gen.Organisation(gen.OrgSpec(seed=4, start=MONDAY, days=2))
+    full, short = tmp_path / "full.jsonl", tmp_path / "short.jsonl"
+    n_full, _ = gen.write_jsonl(org, full, tmp_path / "d1.jsonl")
+    n_short, people = gen.write_jsonl(org, short, tmp_path / "d2.jsonl", limit=5000)
+    assert n_full > 5000 and n_short == 5000 and people == len(org.people)
+    assert short.read_bytes().splitlines() == full.read_bytes().splitlines()[:5000]
+    assert (tmp_path / "d1.jsonl").read_bytes() == (tmp_path / "d2.jsonl").read_bytes()
+    assert gen.write_jsonl(org, short, tmp_path / "d3.jsonl", limit=0)[0] == 0
+
+
+def test_memory_does_not_grow_with_the_number_of_events(tmp_path: Path) -> None:
+    """Streaming: 6x the events, about the same peak of Python allocations."""
+    org = gen.Organisation(gen.OrgSpec(seed=6, units=gen.scaled_units(2000), days=30))
+
+    def peak(n: int) -> int:
+        tracemalloc.start()
+        try:
+            gen.write_jsonl(org, tmp_path / "e.jsonl", tmp_path / "d.jsonl", limit=n)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(4_000), peak(24_000)
+    assert large < 1.5 * small, (small, large)
+
+
+def test_generate_command_at_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    monkeypatch.setenv("TEILHABE_DATA_DIR", str(tmp_path / "var"))
+    out = tmp_path / "big.jsonl"
+    args = ["generate", "--out", str(out), "--start", "2026-01-05T00:00:00Z", "--days", "3"]
+    result = CliRunner().invoke(
+        app, [*args, "--people", "20000", "--units", "12", "--events", "20000"]
+    )
+    assert result.exit_code == 0, result.output
+    directory = [orjson.loads(line) for line in (tmp_path / "big.directory.jsonl").open("rb")]
+    assert len(directory) == 20_000
+    assert Counter(r["unit"] for r in directory) == dict(gen.scaled_units(20_000, 12))
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 20_000
+    assert len({orjson.loads(line)["actor_id"] for line in lines}) > 5000  # many people act
+    # the period ends before the limit: fewer events and a hint
+    result = CliRunner().invoke(app, [*args, "--people", "10", "--events", "1000000"])
+    assert result.exit_code == 0 and "raise --days or --people" in result.output
+    # without the new options: exactly the organisation of the same OrgSpec
+    result = CliRunner().invoke(app, [*args, "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    expected = tmp_path / "expected.jsonl"
+    gen.write_jsonl(
+        gen.Organisation(gen.OrgSpec(seed=5, start=MONDAY, days=3.0)), expected, tmp_path / "x"
+    )
+    assert out.read_bytes() == expected.read_bytes()
+    result = CliRunner().invoke(app, [*args, "--people", "3", "--units", "4"])
+    assert result.exit_code != 0 and "cannot fill" in result.output
