@@ -16,6 +16,12 @@ are told apart:
   ``oversized`` (size) or ``refused`` (anything else); a refused dead letter is cut to a
   quarter until it fits. ``teilhabe_kafka_records_refused_total{topic}`` counts them.
 
+Order: the first attempt sends a batch's records at once; whatever is sent again after a
+failure goes one record at a time, in order. Records confirmed in the first attempt may
+therefore precede an earlier record sent again (or the halves of a refused envelope); the
+engagement stage treats such events as any out-of-order input (counted while their window is
+open, else flagged late and kept in the facts). aiokafka itself keeps order within its retries.
+
 Every send uses ``force=True`` (see ``agents.ingest``: never attach a send to the current event).
 """
 
@@ -60,6 +66,10 @@ class Outgoing:
     head: bytes = b""
     tail: bytes = b""
     dead_letter: bool = False
+
+
+#: A record Kafka did not take, why (None: unavailable, to retry) and the error.
+Failure = tuple[Outgoing, str | None, BaseException]
 
 
 def envelope_items(record: Outgoing) -> list[bytes]:
@@ -120,30 +130,44 @@ class Delivery:
 
     async def deliver(self, records: list[Outgoing]) -> None:
         """Send ``records`` in order; return once Kafka confirmed each (or its replacement)."""
-        pending = records
+        # all at once: the common case, one confirmation wait per batch
+        pending = self._after(await self._send_round(records))
         backoff = 0.5
         while pending:
-            retry, refused = await self._send_round(pending)
-            replaced = [
-                r for record, reason, exc in refused for r in self._replace(record, reason, exc)
-            ]
-            if retry:
-                self.metrics.kafka_send_retries.inc(len(retry))
+            # after a failure, one by one: what is sent again keeps its order
+            pending = await self._send_in_order(pending)
+            if pending:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
-            else:
-                backoff = 0.5
-            pending = retry + replaced
 
-    async def _send_round(
-        self, records: list[Outgoing]
-    ) -> tuple[list[Outgoing], list[tuple[Outgoing, str, BaseException]]]:
-        """Send each record once; (to retry, refused with their reason and error)."""
+    def _after(self, failed: list[Failure]) -> list[Outgoing]:
+        """What to send next for failed records, in their order: the record itself when Kafka
+        was unavailable, its replacement when Kafka refused it."""
+        out: list[Outgoing] = []
+        for record, reason, exc in failed:
+            out += [record] if reason is None else self._replace(record, reason, exc)
+        return out
+
+    async def _send_in_order(self, records: list[Outgoing]) -> list[Outgoing]:
+        """Send one record at a time (a refused one's replacements at once, in its place);
+        returns the records from the first one Kafka did not confirm on (to retry)."""
+        for i, record in enumerate(records):
+            failed = await self._send_round([record])
+            if failed:
+                _, reason, exc = failed[0]
+                if reason is None:
+                    return records[i:]
+                rest = await self._send_in_order(self._replace(record, reason, exc))
+                if rest:
+                    return rest + records[i + 1 :]
+        return []
+
+    async def _send_round(self, records: list[Outgoing]) -> list[Failure]:
+        """Send each record once, all at once; the failures in the records' order."""
         futures: list[tuple[Outgoing, Any]] = []
-        retry: list[Outgoing] = []
-        refused: list[tuple[Outgoing, str, BaseException]] = []
+        failed: dict[int, Failure] = {}
         unconfirmed = self.metrics.kafka_unconfirmed
-        for record in records:
+        for i, record in enumerate(records):
             try:
                 fut = await record.topic.send(
                     key=record.key,
@@ -153,7 +177,7 @@ class Delivery:
                     force=True,
                 )
             except Exception as exc:  # noqa: BLE001 - classified: refused or retried
-                self._classify(record, exc, retry, refused)
+                failed[i] = self._failure(record, exc)
                 continue
             futures.append((record, fut))
         unconfirmed.inc(len(futures))
@@ -161,44 +185,40 @@ class Delivery:
             results = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
         finally:
             unconfirmed.dec(len(futures))
+        index = {id(record): i for i, record in enumerate(records)}
         for (record, _), result in zip(futures, results, strict=True):
             if isinstance(result, BaseException):
                 if isinstance(result, asyncio.CancelledError):
                     raise result
-                self._classify(record, result, retry, refused)
+                failed[index[id(record)]] = self._failure(record, result)
             elif record.dead_letter:
                 self.metrics.dead_letters.inc()
-        return retry, refused
+        return [failed[i] for i in sorted(failed)]
 
-    def _classify(
-        self,
-        record: Outgoing,
-        exc: BaseException,
-        retry: list[Outgoing],
-        refused: list[tuple[Outgoing, str, BaseException]],
-    ) -> None:
+    def _failure(self, record: Outgoing, exc: BaseException) -> Failure:
         reason = refusal(exc)
+        topic = record.topic.get_topic_name()
         if reason is None:
-            retry.append(record)
+            self.metrics.kafka_send_retries.inc()
             now = time.monotonic()
             if now - self._last_log >= LOG_INTERVAL_S:
                 self._last_log = now
                 log.error(
                     "kafka did not confirm a record to %s, sending again with backoff "
                     "(input not acknowledged) error=%r",
-                    record.topic.get_topic_name(),
+                    topic,
                     exc,
                 )
         else:
-            self.metrics.kafka_refused.labels(record.topic.get_topic_name()).inc()
+            self.metrics.kafka_refused.labels(topic).inc()
             log.warning(
                 "kafka refused a record to %s (%s bytes) reason=%s error=%r",
-                record.topic.get_topic_name(),
+                topic,
                 len(record.value),
                 reason,
                 exc,
             )
-            refused.append((record, reason, exc))
+        return record, reason, exc
 
     def _replace(self, record: Outgoing, reason: str, exc: BaseException) -> list[Outgoing]:
         """What to send instead of a refused record: halves of an envelope, a dead letter
@@ -230,5 +250,7 @@ class Delivery:
                 for part in (items[:half], items[half:])
             ]
         payload = items[0] if items else record.value
+        if not isinstance(payload, bytes):  # what made it unserialisable: keep a trace of it
+            payload = repr(payload)[:MIN_DEAD_LETTER_BYTES].encode()
         self.metrics.events_invalid.labels(reason).inc()
         return [self.dead_letter(reason, detail, payload, record.topic.get_topic_name())]
