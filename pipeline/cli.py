@@ -187,21 +187,34 @@ def generate(
     org = gen.Organisation(spec)
     s = _settings()
     if live:
-        from pipeline.producer import make_producer, produce_directory, produce_events
+        from pipeline.producer import (
+            produce_directory,
+            produce_events,
+            producer_for,
+            record_limits,
+        )
         from pipeline.pseudonym import Pseudonymiser
 
         if s.embedded_broker:
             typer.secho("--live needs TEILHABE_KAFKA_BOOTSTRAP (make demo sets it)", err=True)
             raise typer.Exit(2)
-        producer = make_producer(s.kafka_bootstrap, tansu=s.tansu)
+        producer = producer_for(s)
         produce_directory(
             producer,
             s.topic_directory,
             org.directory_records(),
             Pseudonymiser(s.read_pseudonym_key()),
+            **record_limits(s),
         )
         lines = (orjson.dumps(ev) for ev in gen.live_events(org, rate or 1e9))
-        produce_events(producer, s.topic_events, lines, envelope_size=50, rate_per_s=rate or None)
+        produce_events(
+            producer,
+            s.topic_events,
+            lines,
+            envelope_size=50,
+            rate_per_s=rate or None,
+            **record_limits(s),
+        )
         return
     if out is None:
         typer.secho("give --out FILE.jsonl (or --live)", fg="red", err=True)
@@ -239,11 +252,12 @@ def produce(
 ) -> None:
     """Send a JSON-lines file to the events topic (batched into envelopes)."""
     from pipeline.producer import (
-        make_producer,
         produce_directory_file,
         produce_end_of_input,
         produce_events,
+        producer_for,
         read_jsonl,
+        record_limits,
     )
 
     s = _settings()
@@ -255,7 +269,7 @@ def produce(
             err=True,
         )
         raise typer.Exit(2)
-    producer = make_producer(s.kafka_bootstrap, tansu=s.tansu)
+    producer = producer_for(s)
     if directory is not None:
         n = produce_directory_file(producer, s, directory)
         typer.echo(f"directory: {n} people")
@@ -265,6 +279,7 @@ def produce(
         read_jsonl(file),
         envelope_size=1 if no_envelope else envelope_size,
         rate_per_s=rate or None,
+        **record_limits(s),
     )
     typer.echo(f"sent {n} events to {s.topic_events}")
     if end_of_input:
