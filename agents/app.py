@@ -10,7 +10,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from pipeline.sink import (
 log = logging.getLogger("teilhabe.worker")
 
 BROKER_PROBE_INTERVAL_S = 5.0
+DIRECTORY_CACHE_SIZE = 200_000  # parsed directory values kept (about one per person)
 
 
 class DirectoryTable(GlobalTable):
@@ -118,10 +119,27 @@ class Runtime:
     directory: Any  # faust GlobalTable: pseudonym -> {"unit": ..., "cohorts": [...]}
     delivery: Delivery  # every record the agents write goes through it (bounded, never a crash)
 
+    parsed: dict[bytes, dict[str, Any] | None] = field(default_factory=dict)
+
     def lookup(self, pseudonym: str) -> dict[str, Any] | None:
-        """Directory entry of a person (by pseudonym), None when unknown or malformed."""
+        """Directory entry of a person (by pseudonym), None when unknown or malformed.
+
+        Parsed values are cached by the stored bytes (a changed record is other bytes, so it
+        is parsed anew): events without a unit (mail, chat exports) ask for it per event.
+        """
         # raw key serializer: keys are bytes
-        return parse_directory_entry(self.directory.get(pseudonym.encode()))
+        raw = self.directory.get(pseudonym.encode())
+        if raw is None:
+            return None
+        try:
+            return self.parsed[raw]
+        except KeyError:
+            if len(self.parsed) >= DIRECTORY_CACHE_SIZE:
+                self.parsed.clear()
+            entry = self.parsed[raw] = parse_directory_entry(raw)
+            return entry
+        except TypeError:  # not bytes (never from the raw serializer): no cache
+            return parse_directory_entry(raw)
 
 
 def state_dir(settings: Settings) -> Path:
