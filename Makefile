@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck unit integration bench bench-import soak faults clean prometheus
+.PHONY: demo test install lint typecheck unit integration bench bench-import bench-scale soak faults clean prometheus
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ bench: $(STAMP)
 # Is teilhabe import streaming? Peak RSS and events/s of the read phase at 1x and 4x the size.
 bench-import: $(STAMP)
 	$(BIN)/python bench/import_memory.py
+
+# Real size: backfills of 1M and 5M generated events (100k people) side by side: events/s and
+# peak RSS per process; the worker's must not grow with the history. ~15 min, ~6 GB of disk.
+# Other sizes: make bench-scale BENCH_SCALE_SIZES=200000,1000000 BENCH_SCALE_PEOPLE=20000
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
 
 # Opt-in soak: 30 min at half the measured maximum rate, kill -9 every 5 min, oracle at the end.
 # Shorter: make soak SOAK_MINUTES=10 SOAK_KILL_EVERY_S=120

@@ -5,14 +5,19 @@ Measures, in one run and on the same machine:
   (b) a no-op Faust agent, one event per Kafka message                 [events/s]
   (c) the Teilhabe pipeline (ingest + windows + ClickHouse), one event per message
   (d) the same with envelopes of 500 events
-and prints the figures, the ratios c/b and d/a (targets: c/b >= 0.8, d >= 100k/s per worker,
-d/a >= 0.3) and the peak RSS of the worker. Sizes via BENCH_EVENTS (default 400000) and
-BENCH_SINGLE (default 40000).
+  (e) end to end: ``teilhabe backfill`` of a year of generated history (BENCH_YEAR_PEOPLE
+      people, default 100: ~365,000 events) against ClickHouse alone ingesting the same file
+      (chDB in a fresh directory: raw events table, materialized views for daily active users
+      per unit and the unit x unit interaction matrix, JSONEachRow inserts of 10,000 lines)
+and prints the figures, the ratios c/b, d/a and e (targets: c/b >= 0.8, d >= 100k/s per
+worker, d/a >= 0.3, backfill/ClickHouse >= 0.5) and the peak RSS of the worker. Sizes via
+BENCH_EVENTS (default 400000) and BENCH_SINGLE (default 40000).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import subprocess
@@ -20,7 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -30,6 +35,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scale import backfill as timed_backfill  # noqa: E402
 from pipeline import generator as gen  # noqa: E402
 from pipeline.broker import EmbeddedBroker  # noqa: E402
 from pipeline.devstack import DevStack  # noqa: E402
@@ -38,6 +44,9 @@ from pipeline.settings import load_settings  # noqa: E402
 
 N_EVENTS = int(os.environ.get("BENCH_EVENTS", "400000"))
 N_SINGLE = int(os.environ.get("BENCH_SINGLE", "40000"))
+YEAR_PEOPLE = int(os.environ.get("BENCH_YEAR_PEOPLE", "100"))
+POLL_S = 0.5
+CH_BATCH = 10_000
 
 
 def event_lines(n: int) -> list[bytes]:
@@ -114,7 +123,9 @@ def pipeline_rate(lines: list[bytes], envelope: int, root: Path) -> tuple[float,
             urls = stack.worker_metrics_urls()
             url = urls[0] if urls else ""
             time.sleep(0.1)
-        t0 = 0.0
+        # A scrape costs the worker CPU (every 50 ms was ~8%): poll every POLL_S and take
+        # the times from the counter's own progress, interpolated between two scrapes.
+        samples: list[tuple[float, float]] = []  # (time, events handled)
         peak_rss = 0.0
         while True:
             n = sum(  # every event the engagement stage has handled, on time or not
@@ -125,17 +136,29 @@ def pipeline_rate(lines: list[bytes], envelope: int, root: Path) -> tuple[float,
                     "teilhabe_events_duplicate_total",
                 )
             )
-            if n and not t0:
-                t0 = time.perf_counter()
-            rss = _rss_mb(proc.pid)
-            peak_rss = max(peak_rss, rss)
+            samples.append((time.perf_counter(), n))
+            peak_rss = max(peak_rss, _rss_mb(proc.pid))
             if n >= len(lines):
                 break
             if proc.poll() is not None:
                 raise SystemExit(f"the worker exited early; see {stack.log_dir}")
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - t0
-    return len(lines) / elapsed, peak_rss
+            time.sleep(POLL_S)
+    return measured_rate(samples, len(lines)), peak_rss
+
+
+def measured_rate(samples: list[tuple[float, float]], total: int) -> float:
+    """Events/s from (time, count) scrapes: from the first scrape that saw progress to the
+    moment the count reached ``total``, interpolated between the last two scrapes (so the
+    poll interval does not add to the measured time)."""
+    first = next(i for i, (_, n) in enumerate(samples) if n > 0)
+    (t_prev, n_prev), (t_end, n_end) = samples[-2] if len(samples) > 1 else (0.0, 0.0), samples[-1]
+    if n_end > n_prev:
+        t_end = t_prev + (total - n_prev) / (n_end - n_prev) * (t_end - t_prev)
+    t0, n0 = samples[first]
+    if first == len(samples) - 1:  # everything between two scrapes: the whole interval
+        t0, n0 = (samples[first - 1][0], 0.0) if first else (t0, 0.0)
+        t_end = samples[-1][0]
+    return (total - n0) / max(t_end - t0, 1e-9)
 
 
 def _rss_mb(pid: int) -> float:
@@ -148,6 +171,11 @@ def _rss_mb(pid: int) -> float:
 
 
 def main() -> None:
+    if os.environ.get("BENCH_ONLY") == "e":  # just the end-to-end comparison
+        with tempfile.TemporaryDirectory() as tmp:
+            n, bf, bf_after, ch = backfill_vs_clickhouse(Path(tmp))
+        print(e_line(n, bf, bf_after, ch))
+        return
     print(f"generating {N_EVENTS} events ...", flush=True)
     lines = event_lines(N_EVENTS)
     single = lines[:N_SINGLE]
@@ -183,10 +211,117 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d, rss_d = pipeline_rate(lines, 500, Path(tmp))
     print(f"(d) pipeline, envelopes of 500       : {d:>10,.0f} events/s  peak RSS {rss_d:.0f} MB")
+    with tempfile.TemporaryDirectory() as tmp:
+        n, bf, bf_after, ch = backfill_vs_clickhouse(Path(tmp))
+    print(e_line(n, bf, bf_after, ch))
     print(
         f"c/b = {c / b:.2f} (target >= 0.8)   d/a = {d / a:.2f} (target >= 0.3)   "
-        f"d = {d:,.0f}/s (target >= 100,000 per worker)"
+        f"d = {d:,.0f}/s (target >= 100,000 per worker)   e = {bf / ch:.2f} (target >= 0.5)"
     )
+
+
+def e_line(n: int, bf: float, bf_after: float, ch: float) -> str:
+    """The (e) figures: both rates and their ratio."""
+    return (
+        f"(e) backfill, {n:,} events of a year : {bf:>10,.0f} events/s end to end "
+        f"({bf_after:,.0f}/s after the stack started)\n"
+        f"    ClickHouse alone, same file       : {ch:>10,.0f} events/s   "
+        f"backfill/ClickHouse = {bf / ch:.2f} (target >= 0.5; {bf_after / ch:.2f} after start)"
+    )
+
+
+def year_history(root: Path) -> tuple[Path, Path, int]:
+    """A year of history (ending yesterday) of ``YEAR_PEOPLE`` people as JSON lines."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    spec = gen.OrgSpec(
+        seed=2, units=gen.scaled_units(YEAR_PEOPLE), start=today - timedelta(days=366), days=365
+    )
+    events, directory = root / "year.jsonl", root / "year.directory.jsonl"
+    n, _ = gen.write_jsonl(gen.Organisation(spec), events, directory)
+    return events, directory, n
+
+
+#: ClickHouse alone: raw facts, the directory as a join table (units filled like the ingest
+#: does), daily active people per unit and the unit x unit interaction matrix as views.
+CH_ALONE_DDL = (
+    "CREATE DATABASE bench",
+    "CREATE TABLE bench.people (person_id String, unit String) ENGINE = Join(ANY, LEFT, person_id)",
+    "CREATE TABLE bench.events (event_id String, event_type LowCardinality(String), "
+    "occurred_at DateTime64(3, 'UTC'), actor_id String, actor_unit Nullable(String), "
+    "space_id Nullable(String), platform Nullable(String), target_actor_id Nullable(String), "
+    "target_unit Nullable(String), content_id Nullable(String), "
+    "parent_content_id Nullable(String), root_content_id Nullable(String), "
+    "idea_status Nullable(String)) ENGINE = MergeTree ORDER BY (toDate(occurred_at), event_id)",
+    "CREATE TABLE bench.daily_active (day Date, unit String, "
+    "active_users AggregateFunction(uniqExact, String), events SimpleAggregateFunction(sum, "
+    "UInt64)) ENGINE = AggregatingMergeTree ORDER BY (day, unit)",
+    "CREATE MATERIALIZED VIEW bench.daily_active_mv TO bench.daily_active AS SELECT "
+    "toDate(occurred_at) AS day, coalesce(actor_unit, nullIf(joinGet('bench.people', 'unit', "
+    "actor_id), ''), 'unknown') AS unit, uniqExactState(actor_id) AS active_users, "
+    "toUInt64(count()) AS events FROM bench.events GROUP BY day, unit",
+    "CREATE TABLE bench.silo_matrix (day Date, from_unit String, to_unit String, "
+    "interactions UInt64) ENGINE = SummingMergeTree ORDER BY (day, from_unit, to_unit)",
+    "CREATE MATERIALIZED VIEW bench.silo_matrix_mv TO bench.silo_matrix AS SELECT "
+    "toDate(occurred_at) AS day, coalesce(actor_unit, nullIf(joinGet('bench.people', 'unit', "
+    "actor_id), ''), 'unknown') AS from_unit, coalesce(target_unit, nullIf(joinGet("
+    "'bench.people', 'unit', assumeNotNull(target_actor_id)), ''), 'unknown') AS to_unit, "
+    "count() AS interactions FROM bench.events WHERE event_type IN ('reply_created', "
+    "'reaction_added', 'mention', 'share') AND target_actor_id IS NOT NULL "
+    "AND target_actor_id != actor_id GROUP BY day, from_unit, to_unit",
+)
+CH_INSERT = (
+    "INSERT INTO bench.{table} SETTINGS date_time_input_format='best_effort', "
+    "input_format_skip_unknown_fields=1 FORMAT JSONEachRow\n"
+)
+
+
+def clickhouse_alone(events: Path, directory: Path, root: Path) -> tuple[float, int, int]:
+    """Ingest the file into chDB as ClickHouse alone would; (seconds, rows of both views)."""
+    from chdb import session
+
+    t0 = time.perf_counter()
+    sess = session.Session(str(root / "chdb"))
+    try:
+        for ddl in CH_ALONE_DDL:
+            sess.query(ddl)
+        sess.query(CH_INSERT.format(table="people") + directory.read_text())
+        with open(events, "rb") as fh:
+            while batch := list(itertools.islice(fh, CH_BATCH)):
+                sess.query(CH_INSERT.format(table="events") + b"".join(batch).decode())
+        active = sess.query(
+            "SELECT day, unit, uniqExactMerge(active_users), sum(events) "
+            "FROM bench.daily_active GROUP BY day, unit",
+            "CSV",
+        )
+        matrix = sess.query(
+            "SELECT day, from_unit, to_unit, sum(interactions) FROM bench.silo_matrix "
+            "GROUP BY day, from_unit, to_unit",
+            "CSV",
+        )
+        seconds = time.perf_counter() - t0
+    finally:
+        sess.close()
+    return seconds, str(active).count("\n"), str(matrix).count("\n")
+
+
+def backfill_vs_clickhouse(root: Path) -> tuple[int, float, float, float]:
+    """(e): (events, backfill events/s end to end, the same after the stack started,
+    ClickHouse alone events/s), both on the same generated file in this run."""
+    print(f"generating a year of history of {YEAR_PEOPLE} people ...", flush=True)
+    events, directory, n = year_history(root)
+    run_root = root / "backfill"
+    run_root.mkdir()
+    run = timed_backfill(events, directory, n, run_root)
+    if run.in_clickhouse not in (-1, n):
+        print(f"WARNING: backfill left {run.in_clickhouse} of {n} events in ClickHouse")
+    ch_s, active_rows, matrix_rows = clickhouse_alone(events, directory, root)
+    print(
+        f"    (backfill {run.seconds:.1f} s of which {run.startup:.1f} s stack start; "
+        f"ClickHouse alone {ch_s:.1f} s, {active_rows:,} daily_active and "
+        f"{matrix_rows:,} matrix rows)",
+        flush=True,
+    )
+    return n, n / run.seconds, n / (run.seconds - run.startup), n / ch_s
 
 
 if __name__ == "__main__":
