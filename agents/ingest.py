@@ -28,7 +28,7 @@ from agents.app import Runtime
 from agents.batching import EventBatcher
 from agents.delivery import Outgoing
 from pipeline.ingest import decode_message, enrich, partition_for
-from pipeline.records import TooLarge, pack, value_budget
+from pipeline.records import TooLarge, value_budget
 
 log = logging.getLogger("teilhabe.ingest")
 
@@ -55,21 +55,29 @@ def offset_ranges(batch: list[Any]) -> str:
 def activity_records(
     topic: Any, partition: int, source: int, events: list[dict[str, Any]], budget: int
 ) -> tuple[list[Outgoing], list[TooLarge]]:
-    """The activity records of one (partition, source): one envelope when it fits the
-    record budget (the common case: one ``orjson.dumps``), else as many as it takes; events
-    too large for a record alone come back apart (dead letters, reason ``oversized``)."""
+    """The activity records of one (partition, source), each within the record budget.
+
+    One ``orjson.dumps`` per record: the events are cut into as many equal runs as their
+    encoded size needs (a run still too large is cut again), and only a run of one event
+    that cannot fit comes back apart (a dead letter, reason ``oversized``).
+    """
     key = str(partition).encode()
     head, tail = b'{"src":%d,"events":[' % source, b"]}"
-    value = orjson.dumps({"src": source, "events": events})
-    if len(value) <= budget:
-        return [Outgoing(topic, value, key, partition, head=head, tail=tail)], []
     records: list[Outgoing] = []
     too_large: list[TooLarge] = []
-    for piece in pack((orjson.dumps(ev) for ev in events), head, tail, budget):
-        if isinstance(piece, TooLarge):
-            too_large.append(piece)
+    todo = [events]
+    while todo:
+        run = todo.pop()
+        value = orjson.dumps({"src": source, "events": run})
+        if len(value) <= budget:
+            records.append(Outgoing(topic, value, key, partition, head=head, tail=tail))
+        elif len(run) == 1:
+            item = orjson.dumps(run[0])
+            too_large.append(TooLarge(item, budget - len(head) - len(tail)))
         else:
-            records.append(Outgoing(topic, piece.value, key, partition, head=head, tail=tail))
+            parts = min(len(run), -(-len(value) * 11 // (budget * 10)))  # ceil, 10 % spare
+            step = -(-len(run) // parts)
+            todo += [run[i : i + step] for i in range(0, len(run), step)][::-1]
     return records, too_large
 
 

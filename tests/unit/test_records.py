@@ -198,3 +198,24 @@ def test_delivery_cuts_a_refused_dead_letter_and_refuses_unserialisable_records(
     assert len(cut.value) <= 50_000 and dict(cut.headers)[TRUNCATED_HEADER] == b"400000"
     assert refused.value == b"'not bytes'" and len(broker.log["dlq"]) == 2
     assert refusal(ProducerSendError("x")) is None  # no cause: Kafka's state, retried
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_activity_records_within_budget_in_order_oversized_apart(seed: int) -> None:
+    from agents.ingest import activity_records
+
+    rng = random.Random(seed)
+    budget = rng.choice([3_000, 20_000, 1_000_000])
+    events = [{"event_id": str(i), "pad": "p" * rng.randint(0, 400)} for i in range(5000)]
+    big = rng.sample(range(5000), 3)
+    for i in big:
+        events[i] = {"event_id": str(i), "pad": "x" * budget}
+    records, too_large = activity_records("topic", 3, 1, events, budget)
+    assert all(len(r.value) <= budget and r.partition == 3 and r.key == b"3" for r in records)
+    docs = [orjson.loads(r.value) for r in records]
+    assert {d["src"] for d in docs} == {1}
+    ids = [e["event_id"] for d in docs for e in d["events"]]
+    assert ids == [e["event_id"] for e in events if int(e["event_id"]) not in big]
+    assert sorted(orjson.loads(t.item)["event_id"] for t in too_large) == sorted(map(str, big))
+    if budget == 1_000_000:  # about 1 MB of events: the split makes few records, not many
+        assert len(records) <= 3
