@@ -195,3 +195,16 @@ def test_password_inside_the_dsn_is_refused_without_showing_it(
         load_settings()
     assert PASSWORD not in str(err.value)
     assert "TEILHABE_CLICKHOUSE_PASSWORD" in str(err.value)
+
+
+def test_pseudonyms_are_the_keyed_hmac_also_past_the_cache_bound() -> None:
+    import hashlib
+    import hmac
+
+    key = b"k" * 32
+    p = Pseudonymiser(key, cache_size=3)  # a tiny cache: emptied several times below
+    ids = [f"person-{i % 7}@example.org" for i in range(50)] + ["J\u00fcrgen", "\ud800x"]
+    for raw in ids:
+        expected = hmac.new(key, raw.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        assert p(raw) == expected.hexdigest()[:32]
+    assert len(p._cache) <= 3
