@@ -16,11 +16,10 @@ are told apart:
   ``oversized`` (size) or ``refused`` (anything else); a refused dead letter is cut to a
   quarter until it fits. ``teilhabe_kafka_records_refused_total{topic}`` counts them.
 
-Order: the first attempt sends a batch's records at once; whatever is sent again after a
-failure goes one record at a time, in order. Records confirmed in the first attempt may
-therefore precede an earlier record sent again (or the halves of a refused envelope); the
-engagement stage treats such events as any out-of-order input (counted while their window is
-open, else flagged late and kept in the facts). aiokafka itself keeps order within its retries.
+Order: the records of one (topic, partition) go one after the other, each sent once the one
+before it is confirmed (records of different partitions at once). A record sent again, or a
+refused envelope's halves, therefore keep their place: the engagement stage's watermark and
+end-of-input markers rely on each source's order within an activity partition.
 
 Every send uses ``force=True`` (see ``agents.ingest``: never attach a send to the current event).
 """
@@ -30,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,38 +129,46 @@ class Delivery:
         return Outgoing(self.deadletter_topic, value, key=key, headers=headers, dead_letter=True)
 
     async def deliver(self, records: list[Outgoing]) -> None:
-        """Send ``records`` in order; return once Kafka confirmed each (or its replacement)."""
-        # all at once: the common case, one confirmation wait per batch
-        pending = self._after(await self._send_round(records))
+        """Send ``records``; return once Kafka confirmed each (or its replacement).
+
+        Records go in lanes, one per (topic, partition), each in order (dead letters each in
+        a lane of their own, as they need no order): a wave sends the
+        next record of every lane at once and waits for their confirmations. A record that
+        is not confirmed is sent again before its lane goes on, and a refused one's
+        replacements take its place, so a partition never sees records out of order.
+        """
+        lanes: dict[tuple[str, int | None], deque[Outgoing]] = {}
+        for record in records:
+            # dead letters need no order among themselves: each in a lane of its own
+            key = (
+                ("", id(record))
+                if record.dead_letter
+                else (record.topic.get_topic_name(), record.partition)
+            )
+            lanes.setdefault(key, deque()).append(record)
         backoff = 0.5
-        while pending:
-            # after a failure, one by one: what is sent again keeps its order
-            pending = await self._send_in_order(pending)
-            if pending:
+        while lanes:
+            heads = [lane[0] for lane in lanes.values()]
+            failed = {
+                id(record): (reason, exc) for record, reason, exc in await self._send_round(heads)
+            }
+            unavailable = False
+            for name, lane in list(lanes.items()):
+                record = lane.popleft()
+                if id(record) in failed:
+                    reason, exc = failed[id(record)]
+                    if reason is None:
+                        lane.appendleft(record)
+                        unavailable = True
+                    else:
+                        lane.extendleft(reversed(self._replace(record, reason, exc)))
+                if not lane:
+                    del lanes[name]
+            if unavailable:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
-
-    def _after(self, failed: list[Failure]) -> list[Outgoing]:
-        """What to send next for failed records, in their order: the record itself when Kafka
-        was unavailable, its replacement when Kafka refused it."""
-        out: list[Outgoing] = []
-        for record, reason, exc in failed:
-            out += [record] if reason is None else self._replace(record, reason, exc)
-        return out
-
-    async def _send_in_order(self, records: list[Outgoing]) -> list[Outgoing]:
-        """Send one record at a time (a refused one's replacements at once, in its place);
-        returns the records from the first one Kafka did not confirm on (to retry)."""
-        for i, record in enumerate(records):
-            failed = await self._send_round([record])
-            if failed:
-                _, reason, exc = failed[0]
-                if reason is None:
-                    return records[i:]
-                rest = await self._send_in_order(self._replace(record, reason, exc))
-                if rest:
-                    return rest + records[i + 1 :]
-        return []
+            else:
+                backoff = 0.5
 
     async def _send_round(self, records: list[Outgoing]) -> list[Failure]:
         """Send each record once, all at once; the failures in the records' order."""

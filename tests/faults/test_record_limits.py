@@ -120,3 +120,5 @@ def test_every_record_bounded_and_oversized_input_dead_lettered(tmp_path: Path) 
     assert int(refused[TRUNCATED_HEADER]) == len(envelope)
     assert envelope.startswith(refused["value"])
     assert metric_value(metrics, "teilhabe_events_invalid_total", 'reason="oversized"') == 1
+    # the writer bounded every record before the client's own limit had to refuse one
+    assert metric_value(metrics, "teilhabe_kafka_records_refused_total") == 0
