@@ -412,9 +412,13 @@ def test_no_raw_id_nor_text_anywhere(run: dict[str, Any]) -> None:
 class FakeTopic:
     """A topic whose sends are confirmed only when ``confirm`` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.sent: list[bytes] = []
         self.confirm = True
+
+    def get_topic_name(self) -> str:
+        return self.name
 
     async def send(self, *, value: bytes, **kwargs: Any) -> asyncio.Future[None]:
         self.sent.append(value)
@@ -425,12 +429,16 @@ class FakeTopic:
 
 
 def fake_runtime(settings: Settings) -> Any:
+    from agents.delivery import Delivery
+
+    metrics, deadletter_topic = PipelineMetrics.create(), FakeTopic("deadletter")
     return SimpleNamespace(
         settings=settings,
-        metrics=PipelineMetrics.create(),
+        metrics=metrics,
         pseudonymise=Pseudonymiser(TEST_KEY.encode()),
-        events_topic=FakeTopic(),
-        deadletter_topic=FakeTopic(),
+        events_topic=FakeTopic("events"),
+        deadletter_topic=deadletter_topic,
+        delivery=Delivery(metrics, settings.kafka_max_record_bytes, deadletter_topic),
     )
 
 
