@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from agents.app import Runtime
 from agents.batching import EventBatcher
-from pipeline.sink import event_row
+from pipeline.sink import FactBatch
 from pipeline.windows import ClosedWindow, PartitionWindows
 
 log = logging.getLogger("teilhabe.engagement")
@@ -27,6 +28,11 @@ BATCH_MESSAGES = 1000
 BATCH_WITHIN_S = 0.25
 FAILURE_LOG_INTERVAL_S = 30.0
 MAX_BACKOFF_S = 30.0
+#: At most one refresh of the engagement gauges (three ClickHouse queries) per interval: a
+#: backfill closes windows with nearly every flush; a skipped refresh is caught up by the tick.
+GAUGE_REFRESH_INTERVAL_S = 1.0
+
+_event_type = itemgetter("event_type")
 
 
 @dataclass
@@ -50,11 +56,13 @@ class EngagementStage:
         self.window_ms = s.window_s * 1000
         self.grace_ms = s.grace_s * 1000
         self.states: dict[int, PartitionState] = {}
-        self.rows: list[tuple[Any, ...]] = []
+        self.facts = FactBatch()
         self.closed: list[ClosedWindow] = []
         self.last_flush = time.monotonic()
         self.lock = asyncio.Lock()
         self._last_failure_log = 0.0
+        self._gauges_stale = False
+        self._gauges_refreshed_at = 0.0
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -80,11 +88,18 @@ class EngagementStage:
         return st
 
     async def process(self, batch: list[Any]) -> None:
-        """Apply one batch of activity messages, then flush when due."""
+        """Apply one batch of activity messages, then flush when due.
+
+        Per event only the windows' bookkeeping runs in Python; the facts keep the decoded
+        dicts (``FactBatch``) and the counters are added up per batch (one ``inc`` per label).
+        """
         m = self.rt.metrics
         if batch:
             m.consumed(self.rt.settings.topic_activity, len(batch))
+        by_type: Counter[str] = Counter()
+        late = duplicates = 0
         async with self.lock:
+            facts = self.facts
             for event in batch:
                 msg = event.message
                 fresh = msg.partition not in self.states
@@ -116,14 +131,17 @@ class EngagementStage:
                 st.source_seen_at[source] = st.last_message_at
                 if outcome.skipped_message:
                     continue
-                for ev in outcome.accepted:
-                    self.rows.append(event_row(ev, late=False))
-                    m.events_in.labels(ev["event_type"]).inc()
-                for ev in outcome.late:
-                    self.rows.append(event_row(ev, late=True))
-                m.events_late.inc(len(outcome.late))
-                m.events_duplicate.inc(outcome.duplicates)
+                facts.add(outcome.accepted, outcome.late)
+                by_type.update(map(_event_type, outcome.accepted))
+                late += len(outcome.late)
+                duplicates += outcome.duplicates
                 self.closed.extend(closed)
+            for event_type, n in by_type.items():
+                m.events_in.labels(event_type).inc(n)
+            if late:
+                m.events_late.inc(late)
+            if duplicates:
+                m.events_duplicate.inc(duplicates)
             if self._flush_due():
                 await self._flush()
 
@@ -131,7 +149,7 @@ class EngagementStage:
         s = self.rt.settings
         return (
             bool(self.closed)
-            or len(self.rows) >= s.sink_batch_rows
+            or len(self.facts) >= s.sink_batch_rows
             or time.monotonic() - self.last_flush >= s.sink_flush_interval_s
         )
 
@@ -144,9 +162,10 @@ class EngagementStage:
                 for st in self.states.values():
                     self.closed.extend(self._idle_closes(st, now))
             self._update_gauges()
-            if self.rows or self.closed or any(st.dirty for st in self.states.values()):
+            if self.facts or self.closed or any(st.dirty for st in self.states.values()):
                 if self._flush_due():
                     await self._flush()
+            await self._refresh_engagement_gauges()
 
     def _idle_closes(self, st: PartitionState, now: float) -> list[ClosedWindow]:
         """Windows a partition closes by wall-clock idleness (recorded via close offsets).
@@ -183,10 +202,10 @@ class EngagementStage:
 
     async def _flush(self) -> None:
         """Write rows, closed windows and checkpoints; then acknowledge what they cover."""
-        rows, closed = self.rows, self.closed
+        facts, closed = self.facts, self.closed
         checkpoints = {p: st.windows.checkpoint() for p, st in self.states.items() if st.dirty}
-        await self._with_retry("flush", self.rt.sink.flush, rows, closed, checkpoints)
-        self.rows, self.closed = [], []
+        await self._with_retry("flush", self.rt.sink.flush, facts, closed, checkpoints)
+        self.facts, self.closed = FactBatch(), []
         self.last_flush = time.monotonic()
         for p, cp in checkpoints.items():
             st = self.states[p]
@@ -198,13 +217,23 @@ class EngagementStage:
             log.info(
                 "flushed windows=%s rows=%s partitions=%s",
                 len(closed),
-                len(rows),
+                len(facts),
                 sorted({c.partition for c in closed}),
             )
-            try:
-                await self._run(self.rt.sink.refresh_engagement_gauges, self.rt.settings.window_s)
-            except Exception as exc:  # noqa: BLE001 - gauges are best effort, facts are not
-                log.warning("engagement gauges not refreshed error=%s", exc)
+            self._gauges_stale = True
+            await self._refresh_engagement_gauges()
+
+    async def _refresh_engagement_gauges(self) -> None:
+        """Gauges of the newest closed window, once windows closed (at most once per interval)."""
+        now = time.monotonic()
+        if not self._gauges_stale or now - self._gauges_refreshed_at < GAUGE_REFRESH_INTERVAL_S:
+            return
+        self._gauges_stale = False
+        self._gauges_refreshed_at = now
+        try:
+            await self._run(self.rt.sink.refresh_engagement_gauges, self.rt.settings.window_s)
+        except Exception as exc:  # noqa: BLE001 - gauges are best effort, facts are not
+            log.warning("engagement gauges not refreshed error=%s", exc)
 
     async def _with_retry(self, what: str, fn: Any, *args: Any) -> Any:
         """Run a sink call until it succeeds, backing off; log once per interval, not per try."""
@@ -237,7 +266,7 @@ class EngagementStage:
         if not mine:
             return
         async with self.lock:
-            if self.rows or self.closed:
+            if self.facts or self.closed:
                 await self._flush()
             for p in mine:
                 self.states.pop(p, None)
@@ -246,8 +275,10 @@ class EngagementStage:
     async def shutdown(self) -> None:
         """Final flush on a graceful stop (SIGTERM): what is closed reaches ClickHouse."""
         async with self.lock:
-            if self.rows or self.closed or any(st.dirty for st in self.states.values()):
+            if self.facts or self.closed or any(st.dirty for st in self.states.values()):
                 await self._flush()
+            self._gauges_refreshed_at = 0.0  # the last windows' figures, whatever the interval
+            await self._refresh_engagement_gauges()
 
 
 def register(rt: Runtime) -> EngagementStage:

@@ -13,7 +13,7 @@ import pytest
 from pipeline.clickhouse import EmbeddedClickHouse, get_client
 from pipeline.exporter import PipelineMetrics
 from pipeline.migrate import migrate
-from pipeline.sink import EVENT_COLUMNS, ClickHouseSink, event_row
+from pipeline.sink import EVENT_COLUMNS, ClickHouseSink, FactBatch, event_row
 from pipeline.windows import Checkpoint, Clock, ClosedWindow, UnitWindow
 from tests.conftest import configure
 
@@ -40,6 +40,13 @@ def sink(tmp_path: Path) -> Iterator[tuple[ClickHouseSink, Any]]:
         mp.undo()
 
 
+def facts(on_time: list[dict[str, Any]], late: list[dict[str, Any]] | None = None) -> FactBatch:
+    """The facts of one flush."""
+    batch = FactBatch()
+    batch.add(on_time, late or [])
+    return batch
+
+
 def window(partition: int, units: dict[str, int]) -> ClosedWindow:
     """A closed window whose unit u has ``units[u]`` distinct actors (one view each)."""
     agg = {}
@@ -56,7 +63,7 @@ def test_units_below_k_people_are_suppressed_after_merging_partitions(sink: Any)
     s, client = sink
     # 'Small' has 2 + 2 = 4 people (< k = 5) although no single partition shows it;
     # 'Big' has 3 + 3 = 6 people, each partition alone below k.
-    s.flush([], [window(0, {"Small": 2, "Big": 3}), window(1, {"Small": 2, "Big": 3})], {})
+    s.flush(facts([]), [window(0, {"Small": 2, "Big": 3}), window(1, {"Small": 2, "Big": 3})], {})
     rows = client.query("SELECT unit, active_users FROM teilhabe.engagement_windows").result_rows
     assert rows == [("Big", 6)]
     s.refresh_engagement_gauges(3600)
@@ -84,8 +91,8 @@ def test_replayed_flush_rewrites_identical_rows_and_counts_once(sink: Any) -> No
     }
     cp = {0: Checkpoint(11, Clock(), {})}
     for _ in range(3):  # a crash before the offset commit replays the same flush
-        s.flush([event_row(ev, late=False)], [window(0, {"IT": 6})], cp)
-    s.flush([event_row(ev, late=True)], [], {})  # the same event again, after its window
+        s.flush(facts([ev]), [window(0, {"IT": 6})], cp)
+    s.flush(facts([], [ev]), [], {})  # the same event again, after its window
     assert client.query("SELECT count() FROM teilhabe.events FINAL").result_rows == [(1,)]
     assert client.query("SELECT is_late FROM teilhabe.events FINAL").result_rows == [(0,)]
     assert client.query(
@@ -108,12 +115,12 @@ def test_baseline_ratio_gauge_shows_a_drop_in_one_unit_only(sink: Any) -> None:
     def at(weeks_back: int, units: dict[str, int]) -> ClosedWindow:
         return replace(window(0, units), start_ms=now.start_ms - weeks_back * WEEK_S * 1000)
 
-    s.flush([], [at(w, {"A": 10, "B": 6}) for w in (1, 2, 3)] + [now], {})
+    s.flush(facts([]), [at(w, {"A": 10, "B": 6}) for w in (1, 2, 3)] + [now], {})
     s.refresh_engagement_gauges(3600)
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "A"}) is None, (
         "three weeks of history: no baseline yet"
     )
-    s.flush([], [at(4, {"A": 10, "B": 6})], {})
+    s.flush(facts([]), [at(4, {"A": 10, "B": 6})], {})
     s.refresh_engagement_gauges(3600)
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "A"}) == 0.5
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "B"}) == 1.0
@@ -146,7 +153,7 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
             "root_content_id": root,
             "idea_status": None,
         }
-        return event_row(ev, late=False)
+        return ev
 
     rows = []
     for i in range(6):  # unit A: 6 authors, each with one old post
@@ -157,7 +164,7 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
     rows.append(fact("o", "post_created", now - 20 * 24 * hour, "pa0", "A", "o"))  # too old
     for i in range(2):  # unit B: 2 authors, below k = 5
         rows.append(fact(f"b{i}", "post_created", now - 30 * hour, f"pb{i}", "B", f"b{i}"))
-    s.flush(rows, [], {})
+    s.flush(facts(rows), [], {})
     refresh_unanswered_gauge(s, target_h=24, lookback_days=14, min_group_size=5, now_ms=now)
     reg = s.metrics.registry
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "A"}) == 5
@@ -179,7 +186,7 @@ def test_fact_gauges_show_the_newest_day_of_the_views(sink: Any) -> None:
         ev = dict.fromkeys(EVENT_COLUMNS[4:-2])
         ev.update(event_id=eid, event_type=etype, ts=ts, actor_id=actor, actor_unit=unit)
         ev.update(more)
-        return event_row(ev, late=False)
+        return ev
 
     rows = []
     for i in range(6):  # newest day: A mentions B 6 times, A-internal twice; B views
@@ -221,7 +228,7 @@ def test_fact_gauges_show_the_newest_day_of_the_views(sink: Any) -> None:
                 target_unit="A",
             )
         )
-    s.flush(rows, [], {})
+    s.flush(facts(rows), [], {})
     refresh_fact_gauges(s, min_group_size=5)
     get = s.metrics.registry.get_sample_value
     assert get("teilhabe_ei_index", {"unit": "A"}) == (6 - 2) / 8
@@ -247,13 +254,13 @@ def test_space_and_platform_gauges_are_capped_and_k_suppressed(sink: Any) -> Non
             ev = dict.fromkeys(EVENT_COLUMNS[4:-2])
             ev.update(event_id=f"s{i}-{j}", event_type="post_created", ts=t_new + j)
             ev.update(actor_id=f"p{j}", actor_unit="A", space_id=f"s{i:02d}", platform="slack")
-            rows.append(event_row(ev, late=False))
+            rows.append(ev)
     for j in range(4):  # mattermost: 4 people, below k = 5
         ev = dict.fromkeys(EVENT_COLUMNS[4:-2])
         ev.update(event_id=f"m{j}", event_type="view", ts=t_new, actor_id=f"p{j}")
         ev.update(actor_unit="A", space_id="tiny", platform="mattermost")
-        rows.append(event_row(ev, late=False))
-    s.flush(rows, [], {})
+        rows.append(ev)
+    s.flush(facts(rows), [], {})
     refresh_fact_gauges(s, min_group_size=5)
     samples = {
         sample.labels["space"]: sample.value
@@ -266,3 +273,55 @@ def test_space_and_platform_gauges_are_capped_and_k_suppressed(sink: Any) -> Non
     get = s.metrics.registry.get_sample_value
     assert get("teilhabe_platform_active_users", {"platform": "slack"}) == people
     assert get("teilhabe_platform_active_users", {"platform": "mattermost"}) is None
+
+
+def test_fact_batch_writes_each_event_as_its_row(sink: Any) -> None:
+    """The Arrow path writes exactly the rows ``event_row`` defines: every column, NULLs,
+    non-ASCII text, late flag and version, on-time and late events of one flush."""
+    s, client = sink
+    t0 = int(T0.timestamp() * 1000)
+    events = []
+    for i in range(40):
+        ev = dict.fromkeys(EVENT_COLUMNS[4:-2])
+        ev.update(event_id=f"e{i}", event_type=("view", "mention", "share")[i % 3])
+        ev.update(ts=t0 + i * 61_001, actor_id=f"{i:032x}", actor_unit=("IT", "Küche")[i % 2])
+        if i % 4 == 0:
+            ev.update(space_id=f"s{i}", platform="slack", content_id=f"c{i}")
+        if i % 5 == 0:
+            ev.update(target_actor_id=f"{i + 1:032x}", target_unit="日本", idea_status="new")
+            ev.update(parent_content_id="p'\\\"x", root_content_id="r\n\t")
+        events.append(ev)
+    on_time, late = events[:30], events[30:]
+    s.flush(facts(on_time[:10]), [], {})  # two flushes, the second with on-time and late
+    batch = facts(on_time[10:], late)
+    assert len(batch) == 30
+    s.flush(batch, [], {})
+    got = client.query(
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM teilhabe.events ORDER BY event_id"
+    ).result_rows
+    expected = [event_row(ev, late=False) for ev in on_time] + [
+        event_row(ev, late=True) for ev in late
+    ]
+    assert sorted(tuple(r) for r in got) == sorted(expected)
+
+
+def test_closed_windows_are_written_with_their_figures(sink: Any) -> None:
+    """Window rows: one per unit, events = sum by type, distinct actors, close offset."""
+    s, client = sink
+    w1 = window(3, {"A": 2, "B": 7})
+    w1.units["A"].events_by_type["share"] += 4  # 2 views + 4 shares by the same 2 people
+    w2 = ClosedWindow(1, w1.start_ms + 3_600_000, 3_600_000, 99, {"C": UnitWindow()})
+    w2.units["C"].actors.add("x")
+    w2.units["C"].events_by_type.update({"post_created": 1, "view": 3})
+    s.flush(facts([]), [w1, w2], {})
+    got = client.query(
+        "SELECT toUnixTimestamp(window_start), window_s, unit, partition, events, "
+        "events_by_type, active_users, close_offset "
+        "FROM teilhabe.engagement_window_partials ORDER BY window_start, unit"
+    ).result_rows
+    start = int(T0.timestamp())
+    assert [tuple(r) for r in got] == [
+        (start, 3600, "A", 3, 6, {"share": 4, "view": 2}, 2, 10),
+        (start, 3600, "B", 3, 7, {"view": 7}, 7, 10),
+        (start + 3600, 3600, "C", 1, 4, {"post_created": 1, "view": 3}, 1, 99),
+    ]
