@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ PEOPLE = int(os.environ.get("BENCH_SCALE_PEOPLE", "100000"))
 WORKERS = int(os.environ.get("BENCH_SCALE_WORKERS", "1"))
 EVENTS_PER_USER_DAY = 10.0
 POLL_S = 0.2
+SCRAPE_S = 2.0
 ROLES = ("worker", "clickhouse gateway", "broker", "backfill CLI", "other")
 
 
@@ -118,6 +120,9 @@ class Run:
     in_clickhouse: int = -1
     late: int = -1
     peak_kb: dict[int, int] = field(default_factory=dict)  # pid -> VmHWM
+    open_window_events: float = 0.0  # peak of the workers' teilhabe_open_window_events
+    input_lag: float = 0.0  # peak consumer lag on the events topic (messages)
+    activity_lag: float = 0.0  # peak consumer lag on the activity topic (messages)
     roles: dict[int, str] = field(default_factory=dict)
 
     def peak_mb(self, role: str) -> float:
@@ -135,9 +140,17 @@ def backfill(events: Path, directory: Path, n: int, root: Path) -> Run:
     cmd = [str(TEILHABE), "backfill", str(events), "--directory", str(directory)]
     cmd += ["--workers", str(WORKERS)]
     started = time.perf_counter()
+    scraped = 0.0
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=bench_env(root), cwd=root, stdout=out, stderr=out)
         while proc.poll() is None:
+            if time.perf_counter() - scraped >= SCRAPE_S:  # rarely: a scrape costs the worker
+                scraped = time.perf_counter()
+                workers = [pid for pid, role in run.roles.items() if role == "worker"]
+                windows, input_lag, activity_lag = scrape_workers(root, workers)
+                run.open_window_events = max(run.open_window_events, windows)
+                run.input_lag = max(run.input_lag, input_lag)
+                run.activity_lag = max(run.activity_lag, activity_lag)
             for pid in {proc.pid} | children_of(proc.pid):
                 if pid not in run.roles:
                     run.roles[pid] = role_of(pid, proc.pid)
@@ -155,6 +168,29 @@ def backfill(events: Path, directory: Path, n: int, root: Path) -> Run:
     if m:
         run.in_clickhouse, run.late = int(m.group(1)), int(m.group(2))
     return run
+
+
+def scrape_workers(root: Path, pids: list[int]) -> tuple[float, float, float]:
+    """(events held in open windows, consumer lag on the events and on the activity topic)
+    summed over the workers' /metrics (ports from the stack's port files); 0 when not up."""
+    windows = input_lag = activity_lag = 0.0
+    for pid in pids:
+        try:
+            port = (root / "var" / "run" / f"worker-{pid}.metrics").read_text().strip()
+            url = f"http://127.0.0.1:{port}/metrics"
+            text = urllib.request.urlopen(url, timeout=2).read().decode()
+        except (OSError, ValueError):
+            continue
+        for line in text.splitlines():
+            if line.startswith("teilhabe_open_window_events"):
+                windows += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("teilhabe_consumer_lag_messages{"):
+                value = float(line.rsplit(" ", 1)[1])
+                if "activity" in line:
+                    activity_lag += value
+                else:
+                    input_lag += value
+    return windows, input_lag, activity_lag
 
 
 # --- input -------------------------------------------------------------------------------
@@ -207,6 +243,9 @@ def table(runs: list[Run]) -> str:
         ("  of which stack start s", [f"{r.startup:,.1f}" for r in runs]),
         ("events/s after start", [f"{r.events / (r.seconds - r.startup):,.0f}" for r in runs]),
     ]
+    rows.append(("peak events in open windows", [f"{r.open_window_events:,.0f}" for r in runs]))
+    rows.append(("peak input lag (messages)", [f"{r.input_lag:,.0f}" for r in runs]))
+    rows.append(("peak activity lag (messages)", [f"{r.activity_lag:,.0f}" for r in runs]))
     for role in ROLES:
         if any(r.count(role) for r in runs):
             label = f"peak RSS {role} MB"
