@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, NotRequired, TypedDict
+
+import msgspec
 
 from pipeline.errors import InvalidEvent
 
@@ -204,3 +207,75 @@ def _validate_fully(obj: object, now_ms: int, future_tolerance_ms: int) -> dict[
         raise InvalidEvent("future_timestamp", f"{out['occurred_at']} is in the future")
     out["ts"] = ts
     return out
+
+
+# --- envelopes of valid events, decoded and checked in one pass ------------------------------
+def _text(max_length: int, min_length: int = 0) -> Any:
+    return Annotated[str, msgspec.Meta(min_length=min_length, max_length=max_length)]
+
+
+# msgspec decodes into TypedDicts built from the rules above (one source for both paths);
+# built at run time, so the type checker sees them as Any
+_typed_dict: Any = TypedDict
+_EVENT_FIELDS: Final[dict[str, Any]] = {
+    "schema_version": NotRequired[Literal[1]],
+    "event_id": _text(_MAX_LEN["event_id"], 1),
+    "event_type": Literal[tuple(sorted(EVENT_TYPES))],
+    "occurred_at": _text(10_000, 1),
+    "actor_id": _text(_MAX_LEN["actor_id"], 1),
+    **{name: NotRequired[_text(limit) | None] for name, limit in _OPTIONAL_LIMITS},
+}
+_EVENT_SHAPE: Final = _typed_dict("EventShape", _EVENT_FIELDS)
+_ENVELOPE_SHAPE: Final = _typed_dict(
+    "EnvelopeShape",
+    {
+        "schema_version": NotRequired[Literal[1]],
+        "events": list[_EVENT_SHAPE],  # type: ignore[valid-type]
+        "end_of_input": NotRequired[bool],
+        "pseudonymised": NotRequired[bool],
+        "event_id": NotRequired[Any],  # present: a single event, not an envelope
+    },
+)
+_ENVELOPE_DECODER: Final = msgspec.json.Decoder(_ENVELOPE_SHAPE)
+_NO_OPTIONALS: Final = dict.fromkeys(OPTIONAL_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEnvelope:
+    """An envelope whose every event is valid: the normalised events and its flags."""
+
+    events: list[dict[str, Any]]
+    end_of_input: bool
+    pseudonymised: bool
+
+
+def decode_valid_envelope(
+    value: bytes, now_ms: int, future_tolerance_ms: int
+) -> ValidEnvelope | None:
+    """Decode and check an envelope in one pass (msgspec, in C); None unless it is an
+    envelope of only valid events (then ``validate_event`` must judge it event by event).
+
+    The fast path of the worker: the same rules as ``validate_event`` (the shape above is
+    built from them) and the same normalised events, at a fraction of the cost.
+    """
+    try:
+        doc = _ENVELOPE_DECODER.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if "event_id" in doc:
+        return None
+    events = doc["events"]
+    limit = now_ms + future_tolerance_ms
+    out = []
+    for ev in events:
+        ev.pop("schema_version", None)
+        try:
+            ts = parse_time_ms(ev["occurred_at"])
+        except InvalidEvent:
+            return None
+        if ts < MIN_TS_MS or ts > limit:
+            return None
+        norm = {**_NO_OPTIONALS, **ev}
+        norm["ts"] = ts
+        out.append(norm)
+    return ValidEnvelope(out, doc.get("end_of_input", False), doc.get("pseudonymised", False))

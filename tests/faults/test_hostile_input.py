@@ -24,8 +24,8 @@ from kafka import KafkaConsumer
 from pipeline.exporter import INVALID_REASONS
 from pipeline.ingest import directory_headcounts
 from pipeline.producer import envelopes, make_producer, read_jsonl
-from pipeline.records import Envelope
 from pipeline.pseudonym import Pseudonymiser
+from pipeline.records import Envelope
 from tests.conftest import TEST_KEY
 from tests.faults.harness import (
     Dataset,

@@ -429,6 +429,7 @@ def runtime_over(directory: dict[bytes, object]) -> Runtime:
     """A Runtime whose directory table is a plain dict (lookup uses nothing else)."""
     rt = Runtime.__new__(Runtime)
     rt.directory = directory
+    rt.parsed = {}  # the lookup's cache of parsed values
     return rt
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
@@ -191,3 +192,46 @@ def test_pseudonymised_envelope_keeps_pseudonyms_and_refuses_raw_ids() -> None:
     assert [d.reason for d in bad_flag.dead] == ["bad_envelope"] and not bad_flag.events
     envelope = {"events": [], "pseudonymised": True}
     jsonschema.Draft202012Validator(load_schema("envelope.v1.json")).validate(envelope)
+
+
+valid_event = st.fixed_dictionaries(
+    {
+        "event_id": st.text(min_size=1, max_size=8),
+        "event_type": st.sampled_from(sorted(EVENT_TYPES)),
+        "occurred_at": st.sampled_from(
+            [
+                "2026-11-24T09:15:02Z",
+                "2026-11-24T09:15:02.123456+00:00",
+                "1970-01-01T00:00:00-00:00",
+            ]
+        ),
+        "actor_id": st.text(min_size=1, max_size=8),
+    },
+    optional={"actor_unit": st.none() | st.text(max_size=5), "space_id": st.text(max_size=3)},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(valid_event, candidate), max_size=6), st.booleans())
+def test_one_pass_envelope_path_equals_the_event_by_event_path(
+    items: list[dict[str, Any]], end: bool
+) -> None:
+    """``decode_message`` takes an envelope of only valid events in one pass (msgspec); it
+    must give what the event-by-event rules give, and refuse any envelope they would not
+    pass whole (then those rules judge it)."""
+    from pipeline.contract import decode_valid_envelope
+
+    doc = {"schema_version": 1, "events": items, "end_of_input": end}
+    value = json.dumps(doc, ensure_ascii=False).encode()  # any int, as a producer may send
+    fast = decode_valid_envelope(value, NOW_MS, FUTURE_MS)
+    slow: list[dict[str, Any]] = []
+    try:
+        slow = [validate_event(item, NOW_MS, FUTURE_MS) for item in items]
+        all_valid = True
+    except InvalidEvent:
+        all_valid = False
+    assert (fast is not None) == all_valid, items
+    if fast is not None:
+        assert fast.events == slow and fast.end_of_input == end
+    out = decode_message(value, NOW_MS, FUTURE_MS, 1 << 20)
+    assert len(out.events) + len(out.dead) == len(items) and out.end_of_input == end
