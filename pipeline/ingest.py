@@ -265,13 +265,13 @@ def enrich(
     """
     actor = event["actor_id"] if pseudonymised else pseudonymise(event["actor_id"])
     event["actor_id"] = actor
-    if not event["actor_unit"]:
+    if not event.get("actor_unit"):
         event["actor_unit"] = _unit(directory(actor))
-    raw_target = event["target_actor_id"]
+    raw_target = event.get("target_actor_id")
     if raw_target:
         target = raw_target if pseudonymised else pseudonymise(raw_target)
         event["target_actor_id"] = target
-        if not event["target_unit"]:
+        if not event.get("target_unit"):
             event["target_unit"] = _unit(directory(target))
     return event
 

@@ -159,7 +159,7 @@ def event_row(ev: dict[str, Any], late: bool) -> tuple[Any, ...]:
         ev["event_type"],
         ev["ts"],
         ev["actor_id"],
-        *[ev[field] for field in OPTIONAL_FIELDS],
+        *[ev.get(field) for field in OPTIONAL_FIELDS],
         1 if late else 0,
         0 if late else 1,
     )
