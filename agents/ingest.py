@@ -18,6 +18,7 @@ at-least-once, in order per source.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from typing import Any
@@ -52,33 +53,66 @@ def offset_ranges(batch: list[Any]) -> str:
     )
 
 
+class EncodedSize:
+    """Running estimate of an activity event's encoded size, so that a long run of events is
+    cut into record-sized runs before it is encoded (each event encoded once, not twice)."""
+
+    __slots__ = ("bytes_per_event",)
+
+    def __init__(self) -> None:
+        self.bytes_per_event = 0.0
+
+    def runs_for(self, events: int, budget: int) -> int:
+        """How many runs ``events`` events need (1 while nothing is known)."""
+        return max(1, min(events, math.ceil(events * self.bytes_per_event * 1.05 / budget)))
+
+    def observe(self, events: int, encoded: int) -> None:
+        """Learn from one encoded run."""
+        size = encoded / events
+        self.bytes_per_event = (
+            size if not self.bytes_per_event else 0.8 * self.bytes_per_event + 0.2 * size
+        )
+
+
 def activity_records(
-    topic: Any, partition: int, source: int, events: list[dict[str, Any]], budget: int
+    topic: Any,
+    partition: int,
+    source: int,
+    events: list[dict[str, Any]],
+    budget: int,
+    sizes: EncodedSize | None = None,
 ) -> tuple[list[Outgoing], list[TooLarge]]:
     """The activity records of one (partition, source), each within the record budget.
 
     One ``orjson.dumps`` per record: the events are cut into as many equal runs as their
-    encoded size needs (a run still too large is cut again), and only a run of one event
-    that cannot fit comes back apart (a dead letter, reason ``oversized``).
+    encoded size needs (estimated by ``sizes``; a run still too large is cut again), and
+    only a run of one event that cannot fit comes back apart (a dead letter, reason
+    ``oversized``).
     """
     key = str(partition).encode()
     head, tail = b'{"src":%d,"events":[' % source, b"]}"
     records: list[Outgoing] = []
     too_large: list[TooLarge] = []
-    todo = [events]
+    sizes = sizes or EncodedSize()
+    todo = _cut(events, sizes.runs_for(len(events), budget))
     while todo:
         run = todo.pop()
         value = orjson.dumps({"src": source, "events": run})
+        sizes.observe(len(run), len(value))
         if len(value) <= budget:
             records.append(Outgoing(topic, value, key, partition, head=head, tail=tail))
         elif len(run) == 1:
             item = orjson.dumps(run[0])
             too_large.append(TooLarge(item, budget - len(head) - len(tail)))
         else:
-            parts = min(len(run), -(-len(value) * 11 // (budget * 10)))  # ceil, 10 % spare
-            step = -(-len(run) // parts)
-            todo += [run[i : i + step] for i in range(0, len(run), step)][::-1]
+            todo += _cut(run, min(len(run), -(-len(value) * 11 // (budget * 10))))
     return records, too_large
+
+
+def _cut(events: list[dict[str, Any]], parts: int) -> list[list[dict[str, Any]]]:
+    """``events`` in ``parts`` runs of equal length, last run first (popped in order)."""
+    step = -(-len(events) // parts)
+    return [events[i : i + step] for i in range(0, len(events), step)][::-1]
 
 
 def register(rt: Runtime) -> None:
@@ -90,6 +124,7 @@ def register(rt: Runtime) -> None:
     delivery = rt.delivery
     # activity keys are the partition number: at most 4 bytes
     budget = value_budget(s.kafka_max_record_bytes, b"0000")
+    sizes = EncodedSize()
 
     async def handle(batch: list[Any]) -> None:
         """Validate, pseudonymise, enrich and route one batch; returns once Kafka has it."""
@@ -122,7 +157,7 @@ def register(rt: Runtime) -> None:
                 routed[(partition_for(ev["actor_id"], partitions), msg.partition)].append(ev)
         for (partition, source), events in routed.items():
             records, too_large = activity_records(
-                rt.activity_topic, partition, source, events, budget
+                rt.activity_topic, partition, source, events, budget, sizes
             )
             out.extend(records)
             for item in too_large:

@@ -197,7 +197,7 @@ def test_delivery_cuts_a_refused_dead_letter_and_refuses_unserialisable_records(
 
 @pytest.mark.parametrize("seed", range(4))
 def test_activity_records_within_budget_in_order_oversized_apart(seed: int) -> None:
-    from agents.ingest import activity_records
+    from agents.ingest import EncodedSize, activity_records
 
     rng = random.Random(seed)
     budget = rng.choice([3_000, 20_000, 1_000_000])
@@ -205,7 +205,10 @@ def test_activity_records_within_budget_in_order_oversized_apart(seed: int) -> N
     big = rng.sample(range(5000), 3)
     for i in big:
         events[i] = {"event_id": str(i), "pad": "x" * budget}
-    records, too_large = activity_records("topic", 3, 1, events, budget)
+    sizes = EncodedSize()
+    activity_records("topic", 3, 1, events[::-1], budget, sizes)  # learns the sizes
+    assert sizes.bytes_per_event > 0
+    records, too_large = activity_records("topic", 3, 1, events, budget, sizes)
     assert all(len(r.value) <= budget and r.partition == 3 and r.key == b"3" for r in records)
     docs = [orjson.loads(r.value) for r in records]
     assert {d["src"] for d in docs} == {1}
