@@ -59,7 +59,8 @@ FAR_MIN_MS = 30 * DAY_MS
 
 
 def ms(ev: dict[str, Any]) -> int:
-    return int(datetime.fromisoformat(ev["occurred_at"].replace("Z", "+00:00")).timestamp() * 1000)
+    when = datetime.fromisoformat(ev["occurred_at"].replace("Z", "+00:00"))
+    return round(when.timestamp() * 1000)
 
 
 def out_of_order(dataset: Dataset, path: Path) -> set[str]:
