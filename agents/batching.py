@@ -6,8 +6,10 @@ batch held input offsets 0-99 of every partition, the second began at 107; offse
 were never processed, and without the kill Faust's gap tracking would have committed past
 them (whole input messages missing from ClickHouse while the group's offsets said
 "processed"). This batcher has no background buffer: the agent appends under a lock, and a
-batch is handed on when it is full or, from a ticker task, when its first event has waited
-``within_s``. It never acknowledges anything itself.
+batch is handed on when it is full (``max_events`` messages, or ``max_bytes`` of message
+values: envelopes make a message up to ``TEILHABE_KAFKA_MAX_RECORD_BYTES``, so a count alone
+would not bound the memory a batch holds) or, from a ticker task, when its first event has
+waited ``within_s``. It never acknowledges anything itself.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ Handler = Callable[[list[Any]], Awaitable[None]]
 class EventBatcher:
     """Collects Faust events into batches for ``handler``."""
 
-    def __init__(self, handler: Handler, max_events: int, within_s: float) -> None:
+    def __init__(
+        self, handler: Handler, max_events: int, within_s: float, max_bytes: int = 0
+    ) -> None:
         self.handler = handler
         self.max_events = max_events
+        self.max_bytes = max_bytes  # 0: no bound in bytes
         self.within_s = within_s
         self.lock = asyncio.Lock()
         self._buffer: list[Any] = []
+        self._bytes = 0
         self._first_at = 0.0
 
     def __len__(self) -> int:
@@ -40,7 +46,12 @@ class EventBatcher:
             if not self._buffer:
                 self._first_at = time.monotonic()
             self._buffer.append(event)
-            if len(self._buffer) >= self.max_events:
+            if self.max_bytes:
+                value = event.message.value
+                self._bytes += len(value) if value else 0
+            if len(self._buffer) >= self.max_events or (
+                self.max_bytes and self._bytes >= self.max_bytes
+            ):
                 await self._drain()
 
     async def tick(self) -> None:
@@ -68,6 +79,7 @@ class EventBatcher:
         keep = [e for e in self._buffer if e.message.partition not in gone]
         dropped = len(self._buffer) - len(keep)
         self._buffer = keep
+        self._bytes = sum(len(e.message.value or b"") for e in keep) if self.max_bytes else 0
         return dropped
 
     def attach(self, app: Any, topic: Any, name: str) -> None:
@@ -95,5 +107,5 @@ class EventBatcher:
             app.stop_hooks.append((f"{name} batch", self.flush))
 
     async def _drain(self) -> None:
-        batch, self._buffer = self._buffer, []
+        batch, self._buffer, self._bytes = self._buffer, [], 0
         await self.handler(batch)

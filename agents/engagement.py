@@ -25,6 +25,8 @@ from pipeline.windows import ClosedWindow, PartitionWindows
 log = logging.getLogger("teilhabe.engagement")
 
 BATCH_MESSAGES = 1000
+#: A batch also ends at this many bytes of messages: memory stays bounded with envelopes.
+BATCH_BYTES = 128 * 1024 * 1024
 BATCH_WITHIN_S = 0.25
 FAILURE_LOG_INTERVAL_S = 30.0
 MAX_BACKOFF_S = 30.0
@@ -285,7 +287,7 @@ def register(rt: Runtime) -> EngagementStage:
     """Attach the engagement agent, its timer and its rebalance hook to the app."""
     stage = EngagementStage(rt)
 
-    EventBatcher(stage.process, BATCH_MESSAGES, BATCH_WITHIN_S).attach(
+    EventBatcher(stage.process, BATCH_MESSAGES, BATCH_WITHIN_S, BATCH_BYTES).attach(
         rt.app, rt.activity_topic, "teilhabe.engagement"
     )
 

@@ -34,6 +34,8 @@ from pipeline.records import TooLarge, value_budget
 log = logging.getLogger("teilhabe.ingest")
 
 BATCH_MESSAGES = 500
+#: A batch also ends at this many bytes of messages: memory stays bounded with envelopes.
+BATCH_BYTES = 128 * 1024 * 1024
 BATCH_WITHIN_S = 0.1
 
 
@@ -177,6 +179,6 @@ def register(rt: Runtime) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("batch acked messages=%s offsets=%s", len(batch), offset_ranges(batch))
 
-    EventBatcher(handle, BATCH_MESSAGES, BATCH_WITHIN_S).attach(
+    EventBatcher(handle, BATCH_MESSAGES, BATCH_WITHIN_S, BATCH_BYTES).attach(
         rt.app, rt.events_topic, "teilhabe.ingest"
     )

@@ -14,6 +14,7 @@ from agents.batching import EventBatcher
 class Msg:
     partition: int
     offset: int
+    value: bytes | None = None
 
 
 @dataclass
@@ -81,3 +82,21 @@ def test_revoked_partitions_are_dropped_from_the_buffer() -> None:
         return dropped
 
     assert asyncio.run(scenario()) == 3
+
+
+def test_a_batch_also_ends_at_its_byte_bound() -> None:
+    """Envelopes make messages large: a count alone would not bound a batch's memory."""
+    batches: list[list[int]] = []
+
+    async def handler(batch: list[Any]) -> None:
+        batches.append([e.message.offset for e in batch])
+
+    async def scenario() -> None:
+        b = EventBatcher(handler, max_events=100, within_s=10, max_bytes=1000)
+        sizes = [400, 400, 300, 10, 990, 5, None, 2000, 1]
+        for i, size in enumerate(sizes):
+            await b.add(Ev(Msg(0, i, None if size is None else b"x" * size)))
+        await b.flush()
+
+    asyncio.run(scenario())
+    assert batches == [[0, 1, 2], [3, 4], [5, 6, 7], [8]]
