@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.devstack import DevStack, wait_until_drained
+from pipeline.devstack import DevStack, Pacer, wait_until_drained
 from pipeline.producer import (
     produce_directory_file,
     produce_end_of_input,
@@ -92,9 +92,18 @@ def run_bounded(
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
+        pacer = Pacer(stack.bootstrap, settings, settings.backfill_max_backlog, stack.workers)
         with Progress(*columns, console=console, transient=False) as progress:
             sent_task = progress.add_task("produced ", total=total)
-            send(producer, lambda n: progress.advance(sent_task, n))
+
+            def sent(n: int) -> None:  # called once per record (envelope) sent
+                progress.advance(sent_task, n)
+                pacer()
+
+            try:
+                send(producer, sent)
+            finally:
+                pacer.close()
             produce_end_of_input(producer, settings.topic_events)
             producer.close()
             done_task = progress.add_task("processed (offsets)", total=None)

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
         "to fit; a single event above it is dead-lettered as oversized, a dead letter above "
         "it is cut). Keep it below the broker's message.max.bytes (Apache Kafka: 1048588).",
     )
+    backfill_max_backlog: int = Field(
+        200,
+        ge=0,
+        description="backfill and import --backfill send at most this many Kafka messages "
+        "ahead of what the workers have committed, so the event-time windows they hold open "
+        "stay bounded whatever the history's length (0 = no bound).",
+    )
     broker_session_timeout_s: float = Field(
         0, ge=0, description="Consumer group session timeout; 0 = 6 s embedded, 30 s otherwise."
     )
