@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck unit integration bench bench-import bench-scale bench-batches soak faults clean prometheus
+.PHONY: demo test install lint typecheck unit integration bench bench-import bench-scale bench-batches bench-stages soak faults clean prometheus
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
 
 # Is teilhabe import streaming? Peak RSS and events/s of the read phase at 1x and 4x the size.
+# CPU time per event of each stage of a worker, in one process (no Kafka, no ClickHouse).
+bench-stages: $(STAMP)
+	$(BIN)/python bench/stages.py
+
 # The embedded broker's one-record-per-batch setting (dev only): envelopes vs single events.
 bench-batches: $(STAMP)
 	$(BIN)/python bench/record_batches.py
