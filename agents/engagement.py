@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-import orjson
-
 from agents.app import Runtime
 from agents.batching import EventBatcher
+from pipeline.activity import BadActivityRecordError, decode_activity
 from pipeline.sink import FactBatch
 from pipeline.windows import ClosedWindow, PartitionWindows
 
@@ -113,11 +112,18 @@ class EngagementStage:
                         msg.offset,
                         st.windows.resume_offset,
                     )
-                doc = orjson.loads(event.value)
+                try:
+                    doc = decode_activity(event.value)
+                except BadActivityRecordError as exc:  # set aside, never a crash loop
+                    await self._set_aside(event, str(exc))
+                    doc = None
                 event.value = msg.value = None  # the state keeps what it needs
                 st.pending.append(event)
                 st.dirty = True
-                source = int(doc["src"])
+                if doc is None:
+                    st.windows.skip(msg.offset)
+                    continue
+                source = doc["src"]
                 if doc.get("end"):
                     outcome, closed = st.windows.end_source(msg.offset, source)
                     if closed:
@@ -146,6 +152,18 @@ class EngagementStage:
                 m.events_duplicate.inc(duplicates)
             if self._flush_due():
                 await self._flush()
+
+    async def _set_aside(self, event: Any, reason: str) -> None:
+        """Dead-letter an activity record the stage cannot apply (reason
+        ``bad_activity_record``); its offset is then passed over like any other."""
+        msg = event.message
+        where = f"{msg.topic}[{msg.partition}]@{msg.offset}"
+        log.error("activity record set aside source=%s reason=%s", where, reason)
+        self.rt.metrics.events_invalid.labels("bad_activity_record").inc()
+        dead = self.rt.delivery.dead_letter(
+            "bad_activity_record", reason, event.value or b"", where
+        )
+        await self.rt.delivery.deliver([dead])
 
     def _flush_due(self) -> bool:
         s = self.rt.settings

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from agents.ingest import activity_records  # noqa: E402
 from bench.throughput import event_lines  # noqa: E402
+from pipeline.activity import decode_activity  # noqa: E402
 from pipeline.contract import validate_event  # noqa: E402
 from pipeline.ingest import decode_message, enrich, partition_for  # noqa: E402
 from pipeline.pseudonym import Pseudonymiser  # noqa: E402
@@ -97,7 +98,7 @@ def main() -> None:
 
     t, activity = best(route)
     figures.append(("ingest: route + encode activity records", t))
-    t, decoded = best(lambda: [orjson.loads(v) for v in activity])
+    t, decoded = best(lambda: [decode_activity(v) for v in activity])
     figures.append(("engagement: decode activity records", t))
 
     def windows() -> FactBatch:

@@ -221,6 +221,12 @@ class PartitionWindows:
         self._recompute_watermark()
         return out, self._close_ready()
 
+    def skip(self, offset: int) -> None:
+        """Pass over the message at ``offset`` (one that could not be applied): it changes
+        nothing but the position, so a replay passes over it the same way."""
+        if offset >= self.resume_offset:
+            self.next_offset = offset + 1
+
     def end_source(self, offset: int, source: int) -> tuple[Outcome, list[ClosedWindow]]:
         """Apply an end-of-input marker of ``source`` (message at ``offset``).
 

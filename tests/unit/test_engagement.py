@@ -23,6 +23,7 @@ class Message:
     partition: int
     offset: int
     value: bytes | None
+    topic: str = "teilhabe.activity"
 
 
 @dataclass
@@ -107,3 +108,67 @@ def test_one_batch_counts_types_late_and_duplicates_and_hands_over_the_facts(
     assert len(stage.facts) == 0
     # acknowledged: what lies before the open window of f and h (first offset 2)
     assert [e.acked for e in batch] == [True, True, False, False]
+
+
+class Topic:
+    """Takes the stage's dead letters (Kafka's confirmation at once)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def get_topic_name(self) -> str:
+        return "deadletter"
+
+    async def send(self, **kw: Any) -> asyncio.Future[None]:
+        self.sent.append(kw)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+def test_a_record_that_does_not_fit_is_set_aside_and_changes_nothing_else(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The activity topic is internal, but a wrong record on it must not stop the stage (its
+    worker would read it again after every restart): it is dead-lettered and passed over."""
+    from agents.delivery import Delivery
+
+    def run(values: list[bytes]) -> tuple[RecordingSink, Topic, list[Event]]:
+        settings = make_settings(
+            window_s=60, grace_s=0, events_partitions=1, idle_close_mode="end_of_input"
+        )
+        metrics, dlq = PipelineMetrics.create(), Topic()
+        sink = RecordingSink()
+        delivery = Delivery(metrics, settings.kafka_max_record_bytes, dlq)
+        rt = SimpleNamespace(settings=settings, metrics=metrics, sink=sink, delivery=delivery)
+        stage = EngagementStage(rt)  # type: ignore[arg-type]
+        batch = [Event(Message(0, i, v), v) for i, v in enumerate(values)]
+        asyncio.run(stage.process(batch))
+        return sink, dlq, batch
+
+    good = [
+        orjson.dumps({"src": 0, "events": [ev("a", 1_000), ev("b", 2_000, actor="y")]}),
+        orjson.dumps({"src": 0, "events": [ev("c", 61_000)]}),
+        orjson.dumps({"src": 0, "events": [ev("d", 125_000)]}),
+    ]
+    bad = [
+        b"not json",
+        orjson.dumps({"src": 0, "events": [{"event_id": "x", "ts": "soon"}]}),
+        orjson.dumps({"events": []}),
+        orjson.dumps({"src": -1, "events": []}),
+        b"",
+    ]
+    clean_sink, _, _ = run(good)
+    mixed = [good[0], *bad[:3], good[1], *bad[3:], good[2]]
+    sink, dlq, batch = run(mixed)
+
+    def figures(sink: RecordingSink) -> list[Any]:  # offsets differ: the bad ones are between
+        return [
+            (f, late, [(c.start_ms, list(c.rows())) for c in cl]) for f, late, cl in sink.flushes
+        ]
+
+    assert figures(sink) == figures(clean_sink) and sink.flushes  # the same windows and facts
+    assert len(dlq.sent) == len(bad)
+    assert {dict(d["headers"])["reason"] for d in dlq.sent} == {b"bad_activity_record"}
+    assert [d["value"] for d in dlq.sent] == bad
+    assert [e.acked for e in batch][:4] == [True] * 4  # passed over like processed records
