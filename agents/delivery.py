@@ -38,7 +38,7 @@ import orjson
 from aiokafka import errors as kerrors
 
 from pipeline.exporter import PipelineMetrics
-from pipeline.records import TRUNCATED_HEADER, bound_dead_letter
+from pipeline.records import TRUNCATED_HEADER, dead_letter
 
 log = logging.getLogger("teilhabe.delivery")
 
@@ -118,15 +118,10 @@ class Delivery:
         extra: Sequence[tuple[str, bytes]] = (),
     ) -> Outgoing:
         """A dead-letter record (cut to the record limit, header ``truncated`` when cut)."""
-        headers = [
-            ("reason", reason.encode()),
-            ("detail", detail.encode()[:500]),
-            ("source", source.encode()),
-            *extra,
-        ]
-        key = reason.encode()
-        value, headers = bound_dead_letter(payload, headers, self.max_record_bytes, key)
-        return Outgoing(self.deadletter_topic, value, key=key, headers=headers, dead_letter=True)
+        dead = dead_letter(reason, detail, payload, source, self.max_record_bytes, extra)
+        return Outgoing(
+            self.deadletter_topic, dead.value, key=dead.key, headers=dead.headers, dead_letter=True
+        )
 
     async def deliver(self, records: list[Outgoing]) -> None:
         """Send ``records``; return once Kafka confirmed each (or its replacement).
@@ -172,7 +167,7 @@ class Delivery:
 
     async def _send_round(self, records: list[Outgoing]) -> list[Failure]:
         """Send each record once, all at once; the failures in the records' order."""
-        futures: list[tuple[Outgoing, Any]] = []
+        futures: list[tuple[int, Any]] = []
         failed: dict[int, Failure] = {}
         unconfirmed = self.metrics.kafka_unconfirmed
         for i, record in enumerate(records):
@@ -187,19 +182,18 @@ class Delivery:
             except Exception as exc:  # noqa: BLE001 - classified: refused or retried
                 failed[i] = self._failure(record, exc)
                 continue
-            futures.append((record, fut))
+            futures.append((i, fut))
         unconfirmed.inc(len(futures))
         try:
             results = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
         finally:
             unconfirmed.dec(len(futures))
-        index = {id(record): i for i, record in enumerate(records)}
-        for (record, _), result in zip(futures, results, strict=True):
+        for (i, _), result in zip(futures, results, strict=True):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
             if isinstance(result, BaseException):
-                if isinstance(result, asyncio.CancelledError):
-                    raise result
-                failed[index[id(record)]] = self._failure(record, result)
-            elif record.dead_letter:
+                failed[i] = self._failure(records[i], result)
+            elif records[i].dead_letter:
                 self.metrics.dead_letters.inc()
         return [failed[i] for i in sorted(failed)]
 

@@ -22,7 +22,7 @@ from pipeline.records import (
     Envelope,
     EnvelopeWriter,
     TooLarge,
-    bound_dead_letter,
+    dead_letter,
     pack,
     value_budget,
 )
@@ -141,13 +141,8 @@ def dead_letter_oversized(
 ) -> Any:
     """Send an item too large for any record to the dead-letter topic (reason ``oversized``,
     its first bytes and a ``truncated`` header); returns the send's future."""
-    headers = [
-        ("reason", b"oversized"),
-        ("detail", item.detail.encode()),
-        ("source", source.encode()),
-    ]
-    value, headers = bound_dead_letter(item.item, headers, max_record_bytes, b"oversized")
-    return producer.send(deadletter_topic, key=b"oversized", value=value, headers=headers)
+    dead = dead_letter("oversized", item.detail, item.item, source, max_record_bytes)
+    return producer.send(deadletter_topic, key=dead.key, value=dead.value, headers=dead.headers)
 
 
 def produce_events(

@@ -144,3 +144,33 @@ def bound_dead_letter(
         return value, out
     out.append((TRUNCATED_HEADER, str(len(value)).encode()))
     return value[: max(0, value_budget(max_record_bytes, key, out))], out
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A dead letter as every producer of Teilhabe writes it: key = reason; headers
+    ``reason``, ``detail``, ``source`` and any extra ones; within the record limit."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter(
+    reason: str,
+    detail: str,
+    payload: bytes,
+    source: str,
+    max_record_bytes: int,
+    extra: Headers = (),
+) -> DeadLetterRecord:
+    """The dead letter of ``payload`` (cut by ``bound_dead_letter`` when too large)."""
+    headers = [
+        ("reason", reason.encode()),
+        ("detail", detail.encode()[:500]),
+        ("source", source.encode()),
+        *extra,
+    ]
+    key = reason.encode()
+    value, headers = bound_dead_letter(payload, headers, max_record_bytes, key)
+    return DeadLetterRecord(key, value, headers)
