@@ -10,7 +10,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,17 @@ from faust.tables.globaltable import GlobalTable
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
+from agents import engagement, ingest, webhooks
 from agents.consumer import KeepQueuesFlowControl, NoDropConsumer
 from agents.delivery import Delivery
-from pipeline.brokerprobe import BrokerWatch
-from pipeline.clickhouse import get_client
-from pipeline.exporter import PipelineMetrics
-from pipeline.ingest import directory_entries, parse_directory_entry
-from pipeline.pseudonym import Pseudonymiser
+from agents.runtime import Runtime
+from pipeline.contract.pseudonym import Pseudonymiser
+from pipeline.metrics.enrich import directory_entries
+from pipeline.ops.brokerprobe import BrokerWatch
+from pipeline.ops.exporter import PipelineMetrics
 from pipeline.settings import Settings
-from pipeline.sink import (
+from pipeline.sinks.clickhouse import get_client
+from pipeline.sinks.facts import (
     ClickHouseSink,
     DirectorySync,
     refresh_fact_gauges,
@@ -37,7 +38,6 @@ from pipeline.sink import (
 log = logging.getLogger("teilhabe.worker")
 
 BROKER_PROBE_INTERVAL_S = 5.0
-DIRECTORY_CACHE_SIZE = 200_000  # parsed directory values kept (about one per person)
 
 
 class DirectoryTable(GlobalTable):
@@ -104,44 +104,6 @@ class TeilhabeApp(faust.App):
             await consumer.commit()
 
 
-@dataclass
-class Runtime:
-    """What the agents share inside one worker process."""
-
-    settings: Settings
-    app: faust.App
-    metrics: PipelineMetrics
-    pseudonymise: Pseudonymiser
-    sink: ClickHouseSink
-    events_topic: faust.TopicT
-    activity_topic: faust.TopicT
-    deadletter_topic: faust.TopicT
-    directory: Any  # faust GlobalTable: pseudonym -> {"unit": ..., "cohorts": [...]}
-    delivery: Delivery  # every record the agents write goes through it (bounded, never a crash)
-
-    parsed: dict[bytes, dict[str, Any] | None] = field(default_factory=dict)
-
-    def lookup(self, pseudonym: str) -> dict[str, Any] | None:
-        """Directory entry of a person (by pseudonym), None when unknown or malformed.
-
-        Parsed values are cached by the stored bytes (a changed record is other bytes, so it
-        is parsed anew): events without a unit (mail, chat exports) ask for it per event.
-        """
-        # raw key serializer: keys are bytes
-        raw = self.directory.get(pseudonym.encode())
-        if raw is None:
-            return None
-        try:
-            return self.parsed[raw]
-        except KeyError:
-            if len(self.parsed) >= DIRECTORY_CACHE_SIZE:
-                self.parsed.clear()
-            entry = self.parsed[raw] = parse_directory_entry(raw)
-            return entry
-        except TypeError:  # not bytes (never from the raw serializer): no cache
-            return parse_directory_entry(raw)
-
-
 def state_dir(settings: Settings) -> Path:
     """Faust's local directory. Tables live in memory (``memory://``), so it holds nothing
     that is not rebuilt at start: the directory table from its topic, windows from ClickHouse
@@ -169,12 +131,12 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         # acks wait for windows to close: never block a rebalance on them
         stream_wait_empty=False,
         # Dev path only (the embedded Tansu broker): one record per batch. With several,
-        # Tansu now and then let a consumer skip a record (pipeline.producer.make_producer),
+        # Tansu now and then let a consumer skip a record (pipeline.sources.producer.make_producer),
         # and its ListOffsets answers the last batch's base offset + 1 (DESIGN.md).
         # Envelopes keep the cost small; Apache Kafka gets full batches.
         **dev_only,
         producer_linger=0.005,
-        # every record the worker writes is cut to this (pipeline.records): one above it
+        # every record the worker writes is cut to this (pipeline.contract.records): one above it
         # is a bug, refused by the client before it could reach a broker
         producer_max_request_size=settings.kafka_max_record_bytes,
         consumer_max_fetch_size=max(settings.max_message_bytes * 4, 4_194_304),
@@ -223,8 +185,6 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         directory=directory,
         delivery=Delivery(metrics, settings.kafka_max_record_bytes, deadletter_topic),
     )
-    from agents import engagement, ingest, webhooks
-
     ingest.register(rt)
     engagement.register(rt)
     webhooks.register(rt)

@@ -37,8 +37,8 @@ from typing import Any
 import orjson
 from aiokafka import errors as kerrors
 
-from pipeline.exporter import PipelineMetrics
-from pipeline.records import TRUNCATED_HEADER, dead_letter
+from pipeline.contract.records import TRUNCATED_HEADER, dead_letter
+from pipeline.ops.exporter import PipelineMetrics
 
 log = logging.getLogger("teilhabe.delivery")
 

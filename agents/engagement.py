@@ -1,7 +1,7 @@
 """Engagement agent: event-time windows per activity partition, flushed to ClickHouse.
 
 Offsets are acknowledged only once everything before them is in ClickHouse (see
-``pipeline.windows`` for why that makes a restart exact). A failing sink blocks this agent,
+``pipeline.metrics.windows`` for why that makes a restart exact). A failing sink blocks this agent,
 Faust's stream buffer fills and consumption pauses: memory stays bounded, nothing is acked.
 """
 
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from agents.app import Runtime
 from agents.batching import EventBatcher
-from pipeline.activity import BadActivityRecordError, decode_activity
-from pipeline.sink import FactBatch
-from pipeline.windows import ClosedWindow, PartitionWindows
+from agents.runtime import Runtime
+from pipeline.contract.activity import BadActivityRecordError, decode_activity
+from pipeline.metrics.windows import ClosedWindow, PartitionWindows
+from pipeline.sinks.facts import FactBatch
 
 log = logging.getLogger("teilhabe.engagement")
 

@@ -3,7 +3,8 @@
 Bad input goes to the dead-letter topic with its original bytes and the reason in headers;
 the agent never stops for it. Events leave as one envelope per activity partition per batch,
 so the engagement stage pays Kafka's per-message cost once per batch, not per event; an
-envelope is split to stay within ``TEILHABE_KAFKA_MAX_RECORD_BYTES`` (``pipeline.records``), and
+envelope is split to stay within ``TEILHABE_KAFKA_MAX_RECORD_BYTES``
+(``pipeline.contract.records``), and
 whatever Kafka does with one record never stops the agent (``agents.delivery``).
 
 Every send uses ``force=True``. Without it Faust "attaches" a send made inside an agent to the
@@ -25,11 +26,11 @@ from typing import Any
 
 import orjson
 
-from agents.app import Runtime
 from agents.batching import EventBatcher
 from agents.delivery import Outgoing
-from pipeline.ingest import decode_message, enrich, partition_for
-from pipeline.records import TooLarge, value_budget
+from agents.runtime import Runtime
+from pipeline.contract.records import TooLarge, value_budget
+from pipeline.metrics.enrich import decode_message, enrich, partition_for
 
 log = logging.getLogger("teilhabe.ingest")
 

@@ -26,12 +26,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agents.app import Runtime
 from agents.delivery import Outgoing
+from agents.runtime import Runtime
+from pipeline.contract.records import TooLarge, value_budget
 from pipeline.errors import InvalidEvent
-from pipeline.ingest import decode_message
-from pipeline.records import TooLarge, value_budget
-from pipeline.webhooks import (
+from pipeline.metrics.enrich import decode_message
+from pipeline.sources.webhooks import (
     ENVELOPE_HEAD,
     ENVELOPE_TAIL,
     EVENTS,

@@ -28,7 +28,7 @@ READ = """
 import sys, time
 from pathlib import Path
 from rich.console import Console
-from pipeline.importer import ImportRun
+from pipeline.sources.importer import ImportRun
 from pipeline.settings import load_settings
 fmt, source = sys.argv[1], Path(sys.argv[2])
 run = ImportRun(load_settings(), fmt, source, Console(quiet=True))
@@ -46,7 +46,7 @@ print(n, seconds, int(hwm) // 1024)
 
 def write_exports(root: Path, days: float) -> dict[str, Path]:
     """The organisation of ``days`` days as a Slack ZIP and an mbox under ``root``."""
-    from pipeline import generator as gen
+    from pipeline.dev import generator as gen
     from tests.connectors.export_mbox import write_mbox
     from tests.connectors.export_slack import write_slack_export
 

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.throughput import create, event_lines  # noqa: E402
-from pipeline.broker import EmbeddedBroker  # noqa: E402
-from pipeline.producer import envelopes  # noqa: E402
-from pipeline.records import Envelope  # noqa: E402
+from pipeline.contract.records import Envelope  # noqa: E402
+from pipeline.dev.broker import EmbeddedBroker  # noqa: E402
+from pipeline.sources.producer import envelopes  # noqa: E402
 
 N_EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
 N_SINGLE = int(os.environ.get("BENCH_SINGLE", "20000"))

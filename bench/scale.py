@@ -4,7 +4,7 @@ Generates one large organisation (``teilhabe generate --people ... --events ...`
 ``teilhabe backfill`` (which starts the embedded stack itself) over histories of growing
 length, each a prefix of the same history, and prints side by side: events, wall seconds,
 events/s and the peak RSS (``VmHWM``) of each process of the run, found as descendants of
-the backfill process: the worker(s), the ClickHouse gateway (``pipeline.chserver``), the
+the backfill process: the worker(s), the ClickHouse gateway (``pipeline.dev.chserver``), the
 embedded broker and the backfill CLI itself. A worker holds only open windows, so its peak
 RSS must not grow with the history's length: the ratio largest/smallest is printed.
 
@@ -101,9 +101,9 @@ def role_of(pid: int, backfill_pid: int) -> str:
             cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "other"
-    if "pipeline.chserver" in cmd:
+    if "pipeline.dev.chserver" in cmd:
         return "clickhouse gateway"
-    if "worker" in cmd and ("pipeline.cli" in cmd or "teilhabe" in cmd):
+    if "worker" in cmd and ("pipeline.cli.main" in cmd or "teilhabe" in cmd):
         return "worker"
     if "tansu" in cmd or " broker " in f"{cmd} ":
         return "broker"

@@ -32,16 +32,16 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import generator as gen  # noqa: E402
-from pipeline.devstack import DevStack, consumed_fraction, wait_until_drained  # noqa: E402
-from pipeline.producer import (  # noqa: E402
+from pipeline.contract.pseudonym import Pseudonymiser  # noqa: E402
+from pipeline.dev import generator as gen  # noqa: E402
+from pipeline.dev.devstack import DevStack, consumed_fraction, wait_until_drained  # noqa: E402
+from pipeline.settings import load_settings  # noqa: E402
+from pipeline.sources.producer import (  # noqa: E402
     make_producer,
     produce_directory,
     produce_end_of_input,
     produce_events,
 )
-from pipeline.pseudonym import Pseudonymiser  # noqa: E402
-from pipeline.settings import load_settings  # noqa: E402
 from tests.faults.harness import (  # noqa: E402
     GRACE_S,
     WINDOW_S,

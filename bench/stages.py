@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 from agents.ingest import activity_records  # noqa: E402
 from bench.throughput import event_lines  # noqa: E402
-from pipeline.activity import decode_activity  # noqa: E402
-from pipeline.contract import validate_event  # noqa: E402
-from pipeline.ingest import decode_message, enrich, partition_for  # noqa: E402
-from pipeline.pseudonym import Pseudonymiser  # noqa: E402
-from pipeline.records import value_budget  # noqa: E402
-from pipeline.sink import FactBatch  # noqa: E402
-from pipeline.windows import PartitionWindows  # noqa: E402
+from pipeline.contract.activity import decode_activity  # noqa: E402
+from pipeline.contract.events import validate_event  # noqa: E402
+from pipeline.contract.pseudonym import Pseudonymiser  # noqa: E402
+from pipeline.contract.records import value_budget  # noqa: E402
+from pipeline.metrics.enrich import decode_message, enrich, partition_for  # noqa: E402
+from pipeline.metrics.windows import PartitionWindows  # noqa: E402
+from pipeline.sinks.facts import FactBatch  # noqa: E402
 
 N_EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))

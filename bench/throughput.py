@@ -36,11 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.scale import backfill as timed_backfill  # noqa: E402
-from pipeline import generator as gen  # noqa: E402
-from pipeline.broker import EmbeddedBroker  # noqa: E402
-from pipeline.devstack import DevStack  # noqa: E402
-from pipeline.producer import make_producer, produce_events  # noqa: E402
+from pipeline.dev import generator as gen  # noqa: E402
+from pipeline.dev.broker import EmbeddedBroker  # noqa: E402
+from pipeline.dev.devstack import DevStack  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
+from pipeline.sources.producer import make_producer, produce_events  # noqa: E402
 
 N_EVENTS = int(os.environ.get("BENCH_EVENTS", "400000"))
 N_SINGLE = int(os.environ.get("BENCH_SINGLE", "40000"))

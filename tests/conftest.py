@@ -48,8 +48,9 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
 def migrated_clickhouse(root: Path, **values: object) -> Iterator[Any]:
     """A client of a freshly migrated embedded ClickHouse under ``root`` (settings as for
     ``configure``), for tests that load facts and query the views directly."""
-    from pipeline.clickhouse import EmbeddedClickHouse, get_client
-    from pipeline.migrate import migrate
+    from pipeline.dev.clickhouse import EmbeddedClickHouse
+    from pipeline.sinks.clickhouse import get_client
+    from pipeline.sinks.migrate import migrate
 
     mp = pytest.MonkeyPatch()
     settings = configure(mp, root, **values)

@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS {db}.engagement_window_partials
 ENGINE = ReplacingMergeTree
 ORDER BY (window_s, window_start, unit, partition);
 
--- Per-partition recovery points of the stream (see pipeline/windows.py).
+-- Per-partition recovery points of the stream (see pipeline/metrics/windows.py).
 CREATE TABLE IF NOT EXISTS {db}.stream_checkpoints
 (
     consumer_group String,

@@ -1,7 +1,7 @@
 -- Analyst views over the stored facts (issue 3). Names and columns are a contract: only ever
 -- added to. Every view computes from `events` (and the directory), so analysts can re-slice by
 -- any window; every view leaves out groups smaller than k people (config 'min_group_size',
--- TEILHABE_MIN_GROUP_SIZE; {min_group_size} below, filled in by pipeline/migrate.py). Definitions
+-- TEILHABE_MIN_GROUP_SIZE; {min_group_size} below, filled in by pipeline/sinks/migrate.py). Definitions
 -- and sources: docs/metrics.md.
 
 -- The org directory as the worker knows it (pseudonymised person -> unit), for denominators.

@@ -16,9 +16,9 @@ import orjson
 import pytest
 from hypothesis import strategies as st
 
-from pipeline.connectors.base import ImportContext, ImportFormatError, RawEvent
-from pipeline.contract import validate_event
-from pipeline.generator import Organisation, OrgSpec
+from pipeline.contract.events import validate_event
+from pipeline.dev.generator import Organisation, OrgSpec
+from pipeline.sources.connectors.base import ImportContext, ImportFormatError, RawEvent
 
 _IDS = ("event_id", "schema_version")
 OrgEvents = tuple[list[dict[str, Any]], dict[str, str]]

@@ -3,7 +3,7 @@
 ``write_mattermost_export`` writes the lines in the order Mattermost documents ("Bulk loading
 data format"): ``version``, ``team``, ``channel``, ``user``, then ``post`` lines with nested
 ``replies`` and ``reactions``. ``mattermost_expressible`` gives the events such an export can
-express, in the form ``pipeline.connectors.mattermost.read`` gives them back: the reader's
+express, in the form ``pipeline.sources.connectors.mattermost.read`` gives them back: the reader's
 oracle. Both come from one plan:
 
 * ``post_created`` -> a post (every 7th with ``edit_at``); posts of one channel in the same
@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.connectors.base import iso
+from pipeline.sources.connectors.base import iso
 from tests.connectors.common import free_tick, in_spaces, new_emoji, new_text
 
 TEAM = "example"

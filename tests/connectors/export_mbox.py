@@ -2,7 +2,7 @@
 
 ``write_mbox`` writes one mail per event it can express, in event order (archives are
 chronological), as ``mailbox.mbox`` would (``From `` lines in bodies escaped as ``>From ``).
-``mbox_expressible`` gives what ``pipeline.connectors.mbox.read`` reads back: the reader's
+``mbox_expressible`` gives what ``pipeline.sources.connectors.mbox.read`` reads back: the reader's
 oracle. Both come from one plan:
 
 * a space is a list ``<space>@lists.example.org`` (``List-Id: <space.lists.example.org>``,
@@ -31,7 +31,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from pipeline.connectors.base import iso
+from pipeline.sources.connectors.base import iso
 
 PLATFORM = "mail"
 LIST_DOMAIN = "lists.example.org"

@@ -3,7 +3,7 @@
 ``write_slack_export`` lays the events out as Slack documents its export ("How to read Slack
 data exports"): ``users.json``, ``channels.json`` and one folder per channel with a
 ``YYYY-MM-DD.json`` array of messages per day. ``slack_expressible`` gives the events such an
-export can express, in the form ``pipeline.connectors.slack.read`` gives them back: the
+export can express, in the form ``pipeline.sources.connectors.slack.read`` gives them back: the
 reader's oracle. Both come from one plan, so they always describe the same export:
 
 * ``post_created`` -> a message (every 5th a ``file_share``, every 7th ``edited``)
@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.connectors.base import iso
+from pipeline.sources.connectors.base import iso
 from tests.connectors.common import free_tick, in_spaces, new_emoji, new_text
 
 TEAM = "T0TEILHAB"

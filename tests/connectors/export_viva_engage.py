@@ -5,7 +5,7 @@ one CSV per model): ``Users.csv`` (everyone, ``department`` = unit, ``joined_at`
 ``deleted_at`` for people who join or leave in the period), ``Groups.csv`` (one group per
 space), ``Messages.csv`` (rows shuffled: the export is not ordered), plus ``log.txt`` and
 ``request.txt``. ``viva_engage_expressible`` gives the events such an export can express, in
-the form ``pipeline.connectors.viva_engage.read`` gives them back: the reader's oracle. Both
+the form ``pipeline.sources.connectors.viva_engage.read`` gives them back: the reader's oracle. Both
 come from one plan:
 
 * ``post_created`` -> a message without ``replied_to_id``; ``reply_created`` -> a message with
@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.connectors.base import iso
+from pipeline.sources.connectors.base import iso
 
 PLATFORM = "viva-engage"
 SECRET = "GEHEIM"

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from pipeline import generator as gen
-from pipeline.clickhouse import get_client
-from pipeline.importer import run_import
+from pipeline.dev import generator as gen
+from pipeline.dev.backfill import run_bounded
+from pipeline.sinks.clickhouse import get_client
+from pipeline.sources.importer import run_import
 from tests.conftest import configure
 from tests.faults.harness import (
     WINDOW_S,
@@ -207,7 +208,7 @@ def test_import_through_the_pipeline_equals_the_oracle_and_leaks_nothing(
 def test_import_backfill_with_a_people_csv_runs_the_whole_pipeline(tmp_path: Path) -> None:
     """``teilhabe import mattermost EXPORT --directory people.csv --backfill``: the directory
     from the CSV gives the units, the pipeline runs to completion and exits."""
-    from pipeline.importer import people_csv_text
+    from pipeline.sources.importer import people_csv_text
 
     write, expressible = helpers(FORMATS[1])
     data = small_org(tmp_path / "data")
@@ -222,12 +223,12 @@ def test_import_backfill_with_a_people_csv_runs_the_whole_pipeline(tmp_path: Pat
             settings,
             "mattermost",
             export,
-            backfill=True,
+            backfill=run_bounded,
             people_csv=people,
             console=Console(quiet=True),
             timeout_s=300,
         )
-        from pipeline.clickhouse import EmbeddedClickHouse
+        from pipeline.dev.clickhouse import EmbeddedClickHouse
 
         with EmbeddedClickHouse(settings):
             actual = read_figures(settings)

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.connectors import mattermost, mentions
-from pipeline.connectors.base import ImportContext, ImportFormatError, RawEvent
-from pipeline.contract import validate_event
+from pipeline.contract.events import validate_event
+from pipeline.sources.connectors import mattermost, mentions
+from pipeline.sources.connectors.base import ImportContext, ImportFormatError, RawEvent
 from tests.connectors.common import (
     CHAT_EXPRESSIBLE,
     JSON,

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.connectors import mbox, perceval
-from pipeline.connectors.base import ImportContext, ImportFormatError, RawEvent
-from pipeline.generator import Organisation
+from pipeline.dev.generator import Organisation
+from pipeline.sources.connectors import mbox, perceval
+from pipeline.sources.connectors.base import ImportContext, ImportFormatError, RawEvent
 from tests.connectors import common
 from tests.connectors.common import (
     assert_not_the_format,

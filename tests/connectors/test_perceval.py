@@ -15,8 +15,8 @@ from perceval.backends.core.discourse import Discourse
 from perceval.backends.core.mattermost import Mattermost
 from perceval.backends.core.slack import Slack
 
-from pipeline.connectors import perceval
-from pipeline.connectors.base import ImportContext, RawEvent
+from pipeline.sources.connectors import perceval
+from pipeline.sources.connectors.base import ImportContext, RawEvent
 from tests.connectors import common
 
 SAMPLES = Path(__file__).parent / "samples" / "perceval"

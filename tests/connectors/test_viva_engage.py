@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.connectors import viva_engage
-from pipeline.connectors.base import ImportContext, ImportFormatError, RawEvent
+from pipeline.sources.connectors import viva_engage
+from pipeline.sources.connectors.base import ImportContext, ImportFormatError, RawEvent
 from tests.connectors.common import (
     OrgEvents,
     assert_not_the_format,

@@ -28,17 +28,17 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline import generator as gen
-from pipeline.clickhouse import get_client
-from pipeline.devstack import DevStack, consumed_fraction, wait_until_drained
-from pipeline.producer import (
+from pipeline.dev import generator as gen
+from pipeline.dev.devstack import DevStack, consumed_fraction, wait_until_drained
+from pipeline.settings import Settings
+from pipeline.sinks.clickhouse import get_client
+from pipeline.sources.producer import (
     make_producer,
     produce_directory_file,
     produce_end_of_input,
     produce_events,
     read_jsonl,
 )
-from pipeline.settings import Settings
 from tests.conftest import configure
 
 WINDOW_S = 3600

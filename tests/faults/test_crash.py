@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.clickhouse import get_client
+from pipeline.sinks.clickhouse import get_client
 from tests.faults.harness import (
     KILLS,
     Dataset,

@@ -21,11 +21,11 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline.exporter import INVALID_REASONS
-from pipeline.ingest import directory_headcounts
-from pipeline.producer import envelopes, make_producer, read_jsonl
-from pipeline.pseudonym import Pseudonymiser
-from pipeline.records import Envelope
+from pipeline.contract.pseudonym import Pseudonymiser
+from pipeline.contract.records import Envelope
+from pipeline.metrics.enrich import directory_headcounts
+from pipeline.ops.exporter import INVALID_REASONS
+from pipeline.sources.producer import envelopes, make_producer, read_jsonl
 from tests.conftest import TEST_KEY
 from tests.faults.harness import (
     Dataset,
@@ -192,7 +192,7 @@ def lagging(run: FaultRun) -> list[str]:
     from kafka import TopicPartition
     from kafka.admin import KafkaAdminClient
 
-    from pipeline.devstack import log_end_offsets
+    from pipeline.dev.devstack import log_end_offsets
 
     s = run.settings
     tps = [TopicPartition(s.topic_events, p) for p in range(s.events_partitions)]
@@ -237,7 +237,7 @@ def read_dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
 def unit_rows(run: FaultRun, actors: list[str]) -> Counter[tuple[str, str]]:
     """(actor_unit, target_unit) of the events of ``actors`` in ClickHouse."""
-    from pipeline.clickhouse import get_client
+    from pipeline.sinks.clickhouse import get_client
 
     assert all(re.fullmatch("[0-9a-f]{32}", a) for a in actors)  # safe to quote as they are
     listed = ",".join(f"'{a}'" for a in actors)

@@ -22,8 +22,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline.producer import make_producer, read_jsonl
-from pipeline.records import TRUNCATED_HEADER, record_size
+from pipeline.contract.records import TRUNCATED_HEADER, record_size
+from pipeline.sources.producer import make_producer, read_jsonl
 from tests.faults.harness import (
     FaultRun,
     assert_equal_to_oracle,

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.clickhouse import get_client
-from pipeline.producer import read_jsonl
+from pipeline.sinks.clickhouse import get_client
+from pipeline.sources.producer import read_jsonl
 from tests.faults.harness import (
     Dataset,
     FaultRun,

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.sink import EVENT_COLUMNS, event_row
+from pipeline.sinks.facts import EVENT_COLUMNS, event_row
 from tests.conftest import migrated_clickhouse
 
 pytestmark = pytest.mark.integration

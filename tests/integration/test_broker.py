@@ -9,9 +9,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from pipeline.broker import EmbeddedBroker
-from pipeline.devstack import log_end_offsets
-from pipeline.producer import make_producer, produce_events
+from pipeline.dev.broker import EmbeddedBroker
+from pipeline.dev.devstack import log_end_offsets
+from pipeline.sources.producer import make_producer, produce_events
 
 pytestmark = pytest.mark.integration
 
@@ -84,9 +84,9 @@ def test_probe_tells_a_live_broker_from_a_frozen_and_a_missing_one(
     import signal
     import time
 
-    from pipeline.broker import free_port
-    from pipeline.brokerprobe import BrokerWatch, probe
-    from pipeline.exporter import PipelineMetrics
+    from pipeline.dev.broker import free_port
+    from pipeline.ops.brokerprobe import BrokerWatch, probe
+    from pipeline.ops.exporter import PipelineMetrics
 
     assert asyncio.run(probe(broker.bootstrap, 3.0)) < 3.0
     metrics = PipelineMetrics.create()

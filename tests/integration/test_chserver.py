@@ -23,18 +23,14 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from pipeline.clickhouse import (
+from pipeline.dev.clickhouse import (
     EmbeddedClickHouse,
-    addr_file,
-    embedded_url,
     ensure_embedded_server,
-    format_rows,
-    get_client,
-    run_query,
     start_embedded_server,
 )
 from pipeline.errors import SinkError
 from pipeline.settings import Settings, load_settings
+from pipeline.sinks.clickhouse import addr_file, embedded_url, format_rows, get_client, run_query
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -107,7 +103,7 @@ def test_publishes_its_url_and_answers_ping(server: EmbeddedClickHouse) -> None:
 
 def test_get_client_refuses_when_no_server_runs(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    with pytest.raises(SinkError, match="not running.*pipeline.chserver"):
+    with pytest.raises(SinkError, match="not running.*pipeline.dev.chserver"):
         get_client(settings)
 
 
@@ -151,7 +147,7 @@ def test_sigterm_stops_cleanly_and_kill_surfaces_as_operational_error(tmp_path: 
 
 
 def test_refuses_to_bind_beyond_loopback(tmp_path: Path) -> None:
-    from pipeline.chserver import create_server
+    from pipeline.dev.chserver import create_server
 
     with pytest.raises(ValueError, match="loopback"):
         create_server(tmp_path / "ch", host="0.0.0.0")

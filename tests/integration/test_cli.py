@@ -21,7 +21,7 @@ def teilhabe(
     *args: str, cwd: Path, env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "pipeline.cli.main", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

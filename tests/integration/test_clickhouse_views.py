@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from pipeline.clickhouse import EmbeddedClickHouse, get_client
-from pipeline.exporter import PipelineMetrics
-from pipeline.migrate import migrate
-from pipeline.sink import EVENT_COLUMNS, ClickHouseSink, FactBatch, event_row
-from pipeline.windows import Checkpoint, Clock, ClosedWindow, UnitWindow
+from pipeline.dev.clickhouse import EmbeddedClickHouse
+from pipeline.metrics.windows import Checkpoint, Clock, ClosedWindow, UnitWindow
+from pipeline.ops.exporter import PipelineMetrics
+from pipeline.sinks.clickhouse import get_client
+from pipeline.sinks.facts import EVENT_COLUMNS, ClickHouseSink, FactBatch, event_row
+from pipeline.sinks.migrate import migrate
 from tests.conftest import configure
 
 pytestmark = pytest.mark.integration
@@ -106,7 +107,7 @@ def test_baseline_ratio_gauge_shows_a_drop_in_one_unit_only(sink: Any) -> None:
     """Same window of the 4 weeks before: A had 10 events, B 6; now A has 5, B 6."""
     from dataclasses import replace
 
-    from pipeline.baseline import WEEK_S
+    from pipeline.metrics.baseline import WEEK_S
 
     s, _ = sink
     now = window(0, {"A": 5, "B": 6})
@@ -131,7 +132,7 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
     """Posts older than the target without a reply by someone else, per unit, k-suppressed."""
     import time
 
-    from pipeline.sink import refresh_unanswered_gauge
+    from pipeline.sinks.facts import refresh_unanswered_gauge
 
     s, _ = sink
     now = int(time.time() * 1000)
@@ -176,7 +177,7 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
 def test_fact_gauges_show_the_newest_day_of_the_views(sink: Any) -> None:
     """E-I, cross-silo share, participation tiers and ideation gauges = the views' rows of the
     newest day (the views are checked against oracles in test_analyst_views)."""
-    from pipeline.sink import refresh_fact_gauges
+    from pipeline.sinks.facts import refresh_fact_gauges
 
     s, client = sink
     day_ms = 86_400_000
@@ -243,8 +244,8 @@ def test_fact_gauges_show_the_newest_day_of_the_views(sink: Any) -> None:
 def test_space_and_platform_gauges_are_capped_and_k_suppressed(sink: Any) -> None:
     """The busiest TOP_SPACES spaces (by distinct people, newest day) and the platforms with
     at least k people: input-defined label values cannot grow without bound."""
-    from pipeline.exporter import TOP_SPACES
-    from pipeline.sink import refresh_fact_gauges
+    from pipeline.ops.exporter import TOP_SPACES
+    from pipeline.sinks.facts import refresh_fact_gauges
 
     s, _ = sink
     t_new = int(T0.timestamp() * 1000)

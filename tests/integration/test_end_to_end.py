@@ -15,16 +15,16 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline import generator as gen
-from pipeline.devstack import DevStack, wait_until_drained
-from pipeline.producer import (
+from pipeline.dev import generator as gen
+from pipeline.dev.devstack import DevStack, wait_until_drained
+from pipeline.settings import Settings
+from pipeline.sources.producer import (
     make_producer,
     produce_directory_file,
     produce_end_of_input,
     produce_events,
     read_jsonl,
 )
-from pipeline.settings import Settings
 from tests.conftest import TEST_KEY, configure
 from tests.faults.harness import WINDOW_S, metric_value, oracle
 
@@ -106,8 +106,8 @@ def dataset(
 
 def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int) -> dict[str, Any]:
     """Produce the file, run ``workers`` workers until drained; collect what they produced."""
-    from pipeline.backfill import BACKFILL_ENV
-    from pipeline.clickhouse import get_client
+    from pipeline.dev.backfill import BACKFILL_ENV
+    from pipeline.sinks.clickhouse import get_client
 
     with DevStack(settings, extra_env=BACKFILL_ENV) as stack:
         producer = make_producer(stack.bootstrap, tansu=settings.tansu)
@@ -233,7 +233,7 @@ def test_directory_is_mirrored_for_adoption_rates(
 ) -> None:
     """Every person of the directory is in ClickHouse (pseudonymised), so adoption rates have
     their denominator: active people / headcount of the unit."""
-    from pipeline.pseudonym import Pseudonymiser
+    from pipeline.contract.pseudonym import Pseudonymiser
 
     units = dataset[3]
     pseudonymise = Pseudonymiser(settings_key)

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pipeline import generator as gen
-from pipeline.backfill import run_backfill
-from pipeline.clickhouse import EmbeddedClickHouse, get_client
+from pipeline.dev import generator as gen
+from pipeline.dev.backfill import run_backfill
+from pipeline.dev.clickhouse import EmbeddedClickHouse
 from pipeline.settings import Settings
+from pipeline.sinks.clickhouse import get_client
 from tests.conftest import configure
 
 pytestmark = pytest.mark.integration

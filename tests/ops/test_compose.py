@@ -357,7 +357,7 @@ def test_teilhabe_services_get_valid_production_settings(monkeypatch: pytest.Mon
 def test_commands_are_valid_teilhabe_cli_calls() -> None:
     import typer
 
-    from pipeline.cli import app
+    from pipeline.cli.main import app
 
     cli = typer.main.get_command(app)
     assert hasattr(cli, "commands"), "the teilhabe CLI is a group of commands"

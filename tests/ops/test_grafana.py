@@ -21,7 +21,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.dashboards import (
+from pipeline.cli.grafana import grafana_app
+from pipeline.errors import ConfigError, TeilhabeError
+from pipeline.ops.dashboards import (
     CLICKHOUSE_TYPE,
     CLICKHOUSE_UID,
     FORMAT_TABLE,
@@ -31,9 +33,7 @@ from pipeline.dashboards import (
     dashboards,
     render,
 )
-from pipeline.errors import ConfigError, TeilhabeError
-from pipeline.grafana import GrafanaError, datasources, push
-from pipeline.grafana_cli import grafana_app
+from pipeline.ops.grafana import GrafanaError, datasources, push
 from pipeline.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +135,7 @@ def metric_names(expr: str) -> set[str]:
 
 def wire_names() -> dict[str, str]:
     """Every series name the workers expose -> its metric family name."""
-    from pipeline.exporter import PipelineMetrics
+    from pipeline.ops.exporter import PipelineMetrics
 
     names: dict[str, str] = {}
     for family in PipelineMetrics.create().registry.collect():
@@ -213,7 +213,7 @@ def test_prometheus_queries_use_exported_documented_metrics() -> None:
         assert names, f"{where}: no metric in {expr!r}"
         for name in names:
             assert name in exported or name in recorded, (
-                f"{where}: {name} is neither exported by the workers (pipeline/exporter.py, "
+                f"{where}: {name} is neither exported by the workers (pipeline/ops/exporter.py, "
                 f"counters end in _total, histograms in _bucket/_sum/_count) nor a recording "
                 f"rule: {expr!r}"
             )
@@ -324,7 +324,7 @@ def facts() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from pipeline.sink import EVENT_COLUMNS, event_row
+    from pipeline.sinks.facts import EVENT_COLUMNS, event_row
     from tests.conftest import migrated_clickhouse
 
     with migrated_clickhouse(tmp_path_factory.mktemp("grafana-ch"), min_group_size=1) as client:

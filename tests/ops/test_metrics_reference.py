@@ -10,8 +10,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from pipeline.exporter import PipelineMetrics
-from pipeline.webhooks import WebhookMetrics
+from pipeline.ops.exporter import PipelineMetrics
+from pipeline.sources.webhooks import WebhookMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSON_LABELS = {"actor", "actor_id", "user", "user_id", "person", "person_id", "email"}

@@ -74,7 +74,7 @@ def test_every_alert_is_tested_firing_and_not_firing_and_has_a_runbook() -> None
 
 
 def test_rules_use_only_metrics_the_workers_export() -> None:
-    from pipeline.exporter import PipelineMetrics
+    from pipeline.ops.exporter import PipelineMetrics
 
     exported = set()
     for metric in PipelineMetrics.create().registry.collect():

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import generator as gen
+from pipeline.dev import generator as gen
 from tests.faults.harness import Dataset, FaultRun, dataset_from_spec
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.baseline import WEEK_S, baseline_ratios, baseline_starts
+from pipeline.metrics.baseline import WEEK_S, baseline_ratios, baseline_starts
 
 UNITS = st.sampled_from(["A", "B", "C"])
 WEEK = st.dictionaries(UNITS, st.integers(0, 50))

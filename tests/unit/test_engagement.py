@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 
 from agents.engagement import EngagementStage
-from pipeline.exporter import PipelineMetrics
+from pipeline.metrics.windows import Checkpoint, ClosedWindow
+from pipeline.ops.exporter import PipelineMetrics
 from pipeline.settings import Settings
-from pipeline.windows import Checkpoint, ClosedWindow
 
 
 @dataclass

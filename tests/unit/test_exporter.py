@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from pipeline.exporter import INVALID_REASONS, PipelineMetrics
+from pipeline.ops.exporter import INVALID_REASONS, PipelineMetrics
 
 
 def test_headcount_below_k_is_not_exported() -> None:

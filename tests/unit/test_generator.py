@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import generator as gen
-from pipeline.contract import INTERACTION_TYPES, load_schema, parse_time_ms, validate_event
+from pipeline.contract.events import INTERACTION_TYPES, load_schema, parse_time_ms, validate_event
+from pipeline.dev import generator as gen
 
 MONDAY = datetime(2026, 1, 5, tzinfo=UTC)
 SCHEMA = load_schema()
@@ -447,7 +447,7 @@ def test_memory_does_not_grow_with_the_number_of_events(tmp_path: Path) -> None:
 def test_generate_command_at_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from pipeline.cli.main import app
 
     monkeypatch.setenv("TEILHABE_DATA_DIR", str(tmp_path / "var"))
     out = tmp_path / "big.jsonl"

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.app import Runtime
-from pipeline.contract import EVENT_TYPES, validate_event
-from pipeline.exporter import INVALID_REASONS
-from pipeline.ingest import (
+from agents.runtime import Runtime
+from pipeline.contract.events import EVENT_TYPES, validate_event
+from pipeline.contract.pseudonym import Pseudonymiser
+from pipeline.metrics.enrich import (
     UNKNOWN_UNIT,
     Decoded,
     decode_message,
@@ -28,7 +28,7 @@ from pipeline.ingest import (
     enrich,
     parse_directory_entry,
 )
-from pipeline.pseudonym import Pseudonymiser
+from pipeline.ops.exporter import INVALID_REASONS
 from tests.unit.test_ingest import GOOD
 
 NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.connectors.base import ImportContext, event, iso
+from pipeline.contract.pseudonym import Pseudonymiser
 from pipeline.errors import TeilhabeError
-from pipeline.importer import (
+from pipeline.sources.connectors.base import ImportContext, event, iso
+from pipeline.sources.importer import (
     directory_records,
     prepare,
     read_people_csv,
@@ -20,7 +21,6 @@ from pipeline.importer import (
     summary_lines,
     time_sorted,
 )
-from pipeline.pseudonym import Pseudonymiser
 
 P = Pseudonymiser(b"k" * 32)
 
@@ -90,7 +90,7 @@ def test_unknown_format_names_the_known_ones() -> None:
 
 
 def test_person_key_is_passed_to_readers_that_offer_it(tmp_path: Path) -> None:
-    from pipeline.connectors.base import ImportContext as Ctx
+    from pipeline.sources.connectors.base import ImportContext as Ctx
 
     path = tmp_path / "export.jsonl"
     lines = [
@@ -115,8 +115,8 @@ def test_events_beyond_the_retention_are_warned_about() -> None:
 
     from rich.console import Console
 
-    from pipeline.connectors.base import ImportStats
-    from pipeline.importer import warn_beyond_retention
+    from pipeline.sources.connectors.base import ImportStats
+    from pipeline.sources.importer import warn_beyond_retention
 
     out = StringIO()
     console = Console(file=out, width=200)

@@ -14,16 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.contract import (
+from pipeline.contract.events import (
     EVENT_TYPES,
     OPTIONAL_FIELDS,
     load_schema,
     parse_time_ms,
     validate_event,
 )
+from pipeline.contract.pseudonym import Pseudonymiser
 from pipeline.errors import InvalidEvent
-from pipeline.ingest import decode_message, enrich, partition_for
-from pipeline.pseudonym import Pseudonymiser
+from pipeline.metrics.enrich import decode_message, enrich, partition_for
 
 NOW_MS = 1_800_000_000_000
 FUTURE_MS = 3_600_000
@@ -166,7 +166,7 @@ def test_partition_by_actor_is_stable_and_spread() -> None:
 
 
 def test_end_of_input_envelope_is_recognised_and_checked() -> None:
-    from pipeline.producer import END_OF_INPUT
+    from pipeline.sources.producer import END_OF_INPUT
 
     marker = decode(END_OF_INPUT)
     assert marker.end_of_input and not marker.events and not marker.dead
@@ -225,7 +225,7 @@ def test_one_pass_envelope_path_equals_the_event_by_event_path(
     """``decode_message`` takes an envelope of only valid events in one pass (msgspec); it
     must give what the event-by-event rules give, and refuse any envelope they would not
     pass whole (then those rules judge it)."""
-    from pipeline.contract import decode_valid_envelope
+    from pipeline.contract.events import decode_valid_envelope
 
     doc = {"schema_version": 1, "events": items, "end_of_input": end}
     value = json.dumps(doc, ensure_ascii=False).encode()  # any int, as a producer may send

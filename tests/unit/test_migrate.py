@@ -11,10 +11,11 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from pipeline.clickhouse import EmbeddedClickHouse, get_client, start_embedded_server
+from pipeline.dev.clickhouse import EmbeddedClickHouse, start_embedded_server
 from pipeline.errors import ConfigError
-from pipeline.migrate import migrate, migration_files, split_statements
 from pipeline.settings import Settings, load_settings
+from pipeline.sinks.clickhouse import get_client
+from pipeline.sinks.migrate import migrate, migration_files, split_statements
 
 _db_numbers = itertools.count()
 

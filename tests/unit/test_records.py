@@ -1,5 +1,5 @@
-"""Records bounded in bytes (pipeline/records.py, the producer's envelopes) and delivery that
-never crashes on one record (agents/delivery.py).
+"""Records bounded in bytes (pipeline/contract/records.py, the producer's envelopes) and
+delivery that never crashes on one record (agents/delivery.py).
 
 The embedded broker takes records of any size and never refuses one, so the broker side of
 ``Delivery`` is played here by a small topic double with a configurable ``message.max.bytes``
@@ -19,9 +19,7 @@ from aiokafka import errors as kerrors
 from faust.exceptions import ProducerSendError
 
 from agents.delivery import Delivery, Outgoing, refusal
-from pipeline.exporter import PipelineMetrics
-from pipeline.producer import envelopes
-from pipeline.records import (
+from pipeline.contract.records import (
     TRUNCATED_HEADER,
     Envelope,
     TooLarge,
@@ -30,6 +28,8 @@ from pipeline.records import (
     record_size,
     value_budget,
 )
+from pipeline.ops.exporter import PipelineMetrics
+from pipeline.sources.producer import envelopes
 
 
 def items_of(envelope: bytes, head: bytes, tail: bytes) -> list[bytes]:

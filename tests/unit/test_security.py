@@ -20,12 +20,12 @@ import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from pipeline import cli
-from pipeline.clickhouse import EmbeddedClickHouse
-from pipeline.devstack import DevStack
+from pipeline.cli import main as cli
+from pipeline.contract.pseudonym import Pseudonymiser
+from pipeline.dev.clickhouse import EmbeddedClickHouse
+from pipeline.dev.devstack import DevStack
 from pipeline.errors import ConfigError
-from pipeline.exporter import PipelineMetrics
-from pipeline.pseudonym import Pseudonymiser
+from pipeline.ops.exporter import PipelineMetrics
 from pipeline.settings import load_settings, write_key_file
 
 KEY = "key-material-that-must-stay-secret-0123"

@@ -14,12 +14,12 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from pipeline.contract.pseudonym import Pseudonymiser
+from pipeline.contract.records import Envelope
 from pipeline.errors import ConfigError, InvalidEvent
-from pipeline.ingest import decode_message
-from pipeline.pseudonym import Pseudonymiser
-from pipeline.records import Envelope
+from pipeline.metrics.enrich import decode_message
 from pipeline.settings import load_settings
-from pipeline.webhooks import (
+from pipeline.sources.webhooks import (
     RateLimiter,
     RecentIds,
     SlackVerifier,

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.windows import Checkpoint, Clock, ClosedWindow, PartitionWindows
+from pipeline.metrics.windows import Checkpoint, Clock, ClosedWindow, PartitionWindows
 
 WINDOW_MS = 1000
 UNITS = ["A", "B", "C"]

@@ -1,0 +1,107 @@
+"""``teilhabe demo``: broker, ClickHouse, worker(s), a live synthetic organisation, live view."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.dev.devstack import DevStack
+from pipeline.settings import Settings
+
+DEMO_ENV = {"TEILHABE_DEMO": "1"}
+
+
+def run_demo(settings: Settings, rate: float, workers: int = 1, seconds: float = 0.0) -> None:
+    """Run until Ctrl-C (or ``seconds``), refreshing a compact view of the current window."""
+    console = Console()
+    settings.read_pseudonym_key()  # demo mode creates var/pseudonym.key if missing
+    env = dict(DEMO_ENV)
+    env.setdefault("TEILHABE_WINDOW_S", str(settings.window_s))
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    console.print("[bold]Teilhabe demo[/bold]: starting broker, ClickHouse and workers ...")
+    with DevStack(settings, extra_env=env) as stack:
+        for _ in range(workers):
+            stack.start_worker()
+        gen_env = stack.worker_env()
+        gen_log = open(stack.log_dir / "generator.log", "ab")  # noqa: SIM115 - closed below
+        generator = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli.main", "generate", "--live", "--rate", str(rate)],
+            env=gen_env,
+            stdout=gen_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        from pipeline.sinks.clickhouse import get_client
+
+        client = get_client(settings)
+        started = time.monotonic()
+        try:
+            with Live(console=console, refresh_per_second=1, transient=False) as live:
+                while not stop and (not seconds or time.monotonic() - started < seconds):
+                    live.update(_view(settings, stack, client, generator))
+                    for _ in range(20):
+                        if stop:
+                            break
+                        time.sleep(0.1)
+        finally:
+            console.print("stopping ...")
+            generator.send_signal(signal.SIGTERM)
+            try:
+                generator.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                generator.kill()
+            gen_log.close()
+            client.close()
+    console.print("demo stopped; data stays in " + str(settings.data_dir))
+
+
+def _view(
+    settings: Settings, stack: DevStack, client: object, generator: subprocess.Popen[bytes]
+) -> Group:
+    db = settings.clickhouse_database
+    window_ms = settings.window_s * 1000
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms - now_ms % window_ms
+    k = settings.min_group_size
+    rows = client.query(  # type: ignore[attr-defined]
+        f"SELECT actor_unit, uniqExact(actor_id) AS active, count() AS events, "
+        f"countIf(event_type IN ('post_created','reply_created','idea_submitted')) AS contrib "
+        f"FROM {db}.events FINAL WHERE ts_ms >= {{s:Int64}} "
+        "GROUP BY actor_unit ORDER BY actor_unit",
+        parameters={"s": start_ms},
+    ).result_rows
+    window = datetime.fromtimestamp(start_ms / 1000, tz=UTC).strftime("%H:%M:%S")
+    table = Table(title=f"current window from {window} UTC ({settings.window_s} s), k={k}")
+    for col in ("unit", "active users", "events", "contributions"):
+        table.add_column(col, justify="right" if col != "unit" else "left")
+    for unit, active, events, contrib in rows:
+        if active < k:
+            table.add_row(unit, f"< {k}", "suppressed", "suppressed")
+        else:
+            table.add_row(unit, str(active), str(events), str(contrib))
+    total = client.query(f"SELECT count() FROM {db}.events").result_rows[0][0]  # type: ignore[attr-defined]
+    alive = sum(1 for w in stack.workers if w.poll() is None)
+    info = Text.from_markup(
+        f"broker [cyan]{stack.bootstrap}[/]  clickhouse [cyan]{settings.clickhouse_dsn}[/]  "
+        f"workers alive [cyan]{alive}[/]  generator "
+        f"[cyan]{'running' if generator.poll() is None else 'stopped'}[/]\n"
+        f"metrics {' '.join(stack.worker_metrics_urls()) or '(starting)'}\n"
+        f'events in ClickHouse: [bold]{total}[/]   query: teilhabe query "SELECT * FROM '
+        f'{db}.engagement_windows ORDER BY window_start DESC LIMIT 10"   Ctrl-C stops'
+    )
+    return Group(info, table)
