@@ -27,6 +27,7 @@ prometheus:
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline agents schemas tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: $(STAMP) prometheus lint
 	$(BIN)/pytest -q

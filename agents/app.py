@@ -132,7 +132,7 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         stream_wait_empty=False,
         # Dev path only (the embedded Tansu broker): one record per batch. With several,
         # Tansu now and then let a consumer skip a record (pipeline.sources.producer.make_producer),
-        # and its ListOffsets answers the last batch's base offset + 1 (DESIGN.md).
+        # and its ListOffsets answers the last batch's base offset + 1 (docs/design.md).
         # Envelopes keep the cost small; Apache Kafka gets full batches.
         **dev_only,
         producer_linger=0.005,

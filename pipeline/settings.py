@@ -285,7 +285,7 @@ class Settings(BaseSettings):
 
     @property
     def session_timeout_s(self) -> float:
-        """Consumer group session timeout: short on the embedded broker (see DESIGN.md)."""
+        """Consumer group session timeout: short on the embedded broker (see docs/design.md)."""
         if self.broker_session_timeout_s:
             return self.broker_session_timeout_s
         return 6.0 if self.tansu else 30.0

@@ -39,7 +39,7 @@ EVENT_TYPES: Final = frozenset(
 CONTRIBUTION_TYPES: Final = frozenset(
     {"post_created", "reply_created", "idea_submitted", "idea_commented", "share"}
 )
-#: An interaction is a tie between two people (DESIGN.md, cross-silo).
+#: An interaction is a tie between two people (docs/design.md, cross-silo).
 INTERACTION_TYPES: Final = frozenset({"reply_created", "reaction_added", "mention", "share"})
 
 _MAX_LEN: Final = {

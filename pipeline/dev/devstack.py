@@ -135,7 +135,7 @@ def log_end_offsets(
     """Log-end offset of each partition as a Fetch response reports it (high watermark).
 
     Not ListOffsets alone: the embedded broker answers it with the base offset of the last
-    *batch* + 1 (DESIGN.md), so a partition whose last batch holds several records looks
+    *batch* + 1 (docs/design.md), so a partition whose last batch holds several records looks
     finished too early. Fetching from just before that answer returns the real high watermark
     on Tansu and on Apache Kafka alike, at the cost of reading one batch per partition.
     """

@@ -279,7 +279,7 @@ def enrich(
 def partition_for(actor_pseudonym: str, partitions: int) -> int:
     """Partition of the activity topic for an actor: all of a person's events in one place.
 
-    Keeps distinct counts exact across workers (DESIGN.md: partition by actor). Uses the
+    Keeps distinct counts exact across workers (docs/design.md: partition by actor). Uses the
     pseudonym's own hex digits, which are uniformly distributed, so no extra hashing.
     """
     return int(actor_pseudonym[:8], 16) % partitions

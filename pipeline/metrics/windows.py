@@ -1,7 +1,7 @@
 """Event-time tumbling windows per partition, closed by a watermark the pipeline keeps itself.
 
 Why not Faust's windowed tables: they expire windows by wall clock and skip close callbacks
-for late keys (DESIGN.md). Here every step is a deterministic function of the partition's
+for late keys (docs/design.md). Here every step is a deterministic function of the partition's
 message sequence, which is what makes crash recovery exact:
 
 * A partition of the activity topic merges the streams of several upstream sources (the

@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS {db}.directory_people
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY person_id;
 
--- Interactions (DESIGN.md): a reply, reaction, mention or share with a target person other
+-- Interactions (docs/design.md): a reply, reaction, mention or share with a target person other
 -- than the actor; direction actor unit -> target unit.
 CREATE OR REPLACE VIEW {db}.interactions AS
 SELECT
@@ -208,7 +208,7 @@ FROM
 )
 WHERE dau >= greatest(1, {min_group_size});
 
--- Boundary spanners per unit and day (DESIGN.md): people who interacted (sent or received)
+-- Boundary spanners per unit and day (docs/design.md): people who interacted (sent or received)
 -- with people of at least config 'boundary_spanner_units' (TEILHABE_BOUNDARY_SPANNER_UNITS,
 -- default 3) other units that day; 'unknown' is not a unit. Group: the unit's active people.
 CREATE OR REPLACE VIEW {db}.daily_boundary_spanners AS

@@ -1,6 +1,6 @@
 """The analyst views (daily_active_by_unit, daily_silo_matrix, daily_ei_index, daily_response,
 participation_pyramid) on the real engine, against plain Python recomputations from the
-definitions in DESIGN.md, over randomised facts (duplicates, late rows, any order), plus the
+definitions in docs/design.md, over randomised facts (duplicates, late rows, any order), plus the
 E-I index on a hand-checkable example and its edge cases, and k-suppression."""
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def event(
     }
 
 
-# --- oracles: plain recomputations from DESIGN.md ------------------------------------------
+# --- oracles: plain recomputations from docs/design.md ------------------------------------------
 
 
 def unique(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """The embedded broker's quirks, measured on the real Tansu binary, and how the dev path
-copes with them (DESIGN.md: ListOffsets answers the last *batch*'s base offset + 1)."""
+copes with them (docs/design.md: ListOffsets answers the last *batch*'s base offset + 1)."""
 
 from __future__ import annotations
 
