@@ -26,14 +26,11 @@ from pipeline.contract.pseudonym import Pseudonymiser
 from pipeline.metrics.enrich import directory_entries
 from pipeline.ops.brokerprobe import BrokerWatch
 from pipeline.ops.exporter import PipelineMetrics
+from pipeline.ops.gauges import refresh_fact_gauges, refresh_unanswered_gauge
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import get_client
-from pipeline.sinks.facts import (
-    ClickHouseSink,
-    DirectorySync,
-    refresh_fact_gauges,
-    refresh_unanswered_gauge,
-)
+from pipeline.sinks.directory import DirectorySync
+from pipeline.sinks.facts import ClickHouseSink
 
 log = logging.getLogger("teilhabe.worker")
 
@@ -199,13 +196,15 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
 
     def refresh_from_facts() -> None:
         refresh_unanswered_gauge(
-            sink,
+            sink.client,
+            sink.database,
+            metrics,
             settings.response_target_h,
             settings.unanswered_lookback_days,
             settings.min_group_size,
             int(time.time() * 1000),
         )
-        refresh_fact_gauges(sink, settings.min_group_size)
+        refresh_fact_gauges(sink.client, sink.database, metrics, settings.min_group_size)
 
     @app.timer(interval=settings.fact_gauges_interval_s)
     async def fact_gauges() -> None:

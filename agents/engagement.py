@@ -19,6 +19,7 @@ from agents.batching import EventBatcher
 from agents.runtime import Runtime
 from pipeline.contract.activity import BadActivityRecordError, decode_activity
 from pipeline.metrics.windows import ClosedWindow, PartitionWindows
+from pipeline.ops.gauges import refresh_engagement_gauges
 from pipeline.sinks.facts import FactBatch
 
 log = logging.getLogger("teilhabe.engagement")
@@ -251,7 +252,12 @@ class EngagementStage:
         self._gauges_stale = False
         self._gauges_refreshed_at = now
         try:
-            await self._run(self.rt.sink.refresh_engagement_gauges, self.rt.settings.window_s)
+            sink = self.rt.sink
+            await self._run(
+                lambda: refresh_engagement_gauges(
+                    sink.client, sink.database, sink.metrics, self.rt.settings.window_s
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - gauges are best effort, facts are not
             log.warning("engagement gauges not refreshed error=%s", exc)
 

@@ -13,6 +13,7 @@ import pytest
 from pipeline.dev.clickhouse import EmbeddedClickHouse
 from pipeline.metrics.windows import Checkpoint, Clock, ClosedWindow, UnitWindow
 from pipeline.ops.exporter import PipelineMetrics
+from pipeline.ops.gauges import refresh_engagement_gauges
 from pipeline.sinks.clickhouse import get_client
 from pipeline.sinks.facts import EVENT_COLUMNS, ClickHouseSink, FactBatch, event_row
 from pipeline.sinks.migrate import migrate
@@ -67,7 +68,7 @@ def test_units_below_k_people_are_suppressed_after_merging_partitions(sink: Any)
     s.flush(facts([]), [window(0, {"Small": 2, "Big": 3}), window(1, {"Small": 2, "Big": 3})], {})
     rows = client.query("SELECT unit, active_users FROM teilhabe.engagement_windows").result_rows
     assert rows == [("Big", 6)]
-    s.refresh_engagement_gauges(3600)
+    refresh_engagement_gauges(s.client, s.database, s.metrics, 3600)
     reg = s.metrics.registry
     assert reg.get_sample_value("teilhabe_engagement_active_users", {"unit": "Big"}) == 6
     assert reg.get_sample_value("teilhabe_engagement_active_users", {"unit": "Small"}) is None
@@ -117,12 +118,12 @@ def test_baseline_ratio_gauge_shows_a_drop_in_one_unit_only(sink: Any) -> None:
         return replace(window(0, units), start_ms=now.start_ms - weeks_back * WEEK_S * 1000)
 
     s.flush(facts([]), [at(w, {"A": 10, "B": 6}) for w in (1, 2, 3)] + [now], {})
-    s.refresh_engagement_gauges(3600)
+    refresh_engagement_gauges(s.client, s.database, s.metrics, 3600)
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "A"}) is None, (
         "three weeks of history: no baseline yet"
     )
     s.flush(facts([]), [at(4, {"A": 10, "B": 6})], {})
-    s.refresh_engagement_gauges(3600)
+    refresh_engagement_gauges(s.client, s.database, s.metrics, 3600)
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "A"}) == 0.5
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "B"}) == 1.0
     assert reg.get_sample_value("teilhabe_engagement_baseline_events", {"unit": "A"}) == 10
@@ -132,7 +133,7 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
     """Posts older than the target without a reply by someone else, per unit, k-suppressed."""
     import time
 
-    from pipeline.sinks.facts import refresh_unanswered_gauge
+    from pipeline.ops.gauges import refresh_unanswered_gauge
 
     s, _ = sink
     now = int(time.time() * 1000)
@@ -166,18 +167,22 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
     for i in range(2):  # unit B: 2 authors, below k = 5
         rows.append(fact(f"b{i}", "post_created", now - 30 * hour, f"pb{i}", "B", f"b{i}"))
     s.flush(facts(rows), [], {})
-    refresh_unanswered_gauge(s, target_h=24, lookback_days=14, min_group_size=5, now_ms=now)
+    refresh_unanswered_gauge(
+        s.client, s.database, s.metrics, target_h=24, lookback_days=14, min_group_size=5, now_ms=now
+    )
     reg = s.metrics.registry
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "A"}) == 5
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "B"}) is None
-    refresh_unanswered_gauge(s, target_h=24, lookback_days=14, min_group_size=1, now_ms=now)
+    refresh_unanswered_gauge(
+        s.client, s.database, s.metrics, target_h=24, lookback_days=14, min_group_size=1, now_ms=now
+    )
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "B"}) == 2
 
 
 def test_fact_gauges_show_the_newest_day_of_the_views(sink: Any) -> None:
     """E-I, cross-silo share, participation tiers and ideation gauges = the views' rows of the
     newest day (the views are checked against oracles in test_analyst_views)."""
-    from pipeline.sinks.facts import refresh_fact_gauges
+    from pipeline.ops.gauges import refresh_fact_gauges
 
     s, client = sink
     day_ms = 86_400_000
@@ -230,7 +235,7 @@ def test_fact_gauges_show_the_newest_day_of_the_views(sink: Any) -> None:
             )
         )
     s.flush(facts(rows), [], {})
-    refresh_fact_gauges(s, min_group_size=5)
+    refresh_fact_gauges(s.client, s.database, s.metrics, min_group_size=5)
     get = s.metrics.registry.get_sample_value
     assert get("teilhabe_ei_index", {"unit": "A"}) == (6 - 2) / 8
     assert get("teilhabe_ei_index", {"unit": "B"}) == 1.0
@@ -245,7 +250,7 @@ def test_space_and_platform_gauges_are_capped_and_k_suppressed(sink: Any) -> Non
     """The busiest TOP_SPACES spaces (by distinct people, newest day) and the platforms with
     at least k people: input-defined label values cannot grow without bound."""
     from pipeline.ops.exporter import TOP_SPACES
-    from pipeline.sinks.facts import refresh_fact_gauges
+    from pipeline.ops.gauges import refresh_fact_gauges
 
     s, _ = sink
     t_new = int(T0.timestamp() * 1000)
@@ -262,7 +267,7 @@ def test_space_and_platform_gauges_are_capped_and_k_suppressed(sink: Any) -> Non
         ev.update(actor_unit="A", space_id="tiny", platform="mattermost")
         rows.append(ev)
     s.flush(facts(rows), [], {})
-    refresh_fact_gauges(s, min_group_size=5)
+    refresh_fact_gauges(s.client, s.database, s.metrics, min_group_size=5)
     samples = {
         sample.labels["space"]: sample.value
         for family in s.metrics.registry.collect()
