@@ -36,7 +36,7 @@ def generate(
     ] = None,
 ) -> None:
     """Write the Teilhabe dashboards as Grafana JSON (one <uid>.json each)."""
-    from pipeline.ops.dashboards import generate as write_dashboards
+    from pipeline.ops.dashboards.output import generate as write_dashboards
 
     for path in write_dashboards(out or default_dashboards_dir()):
         typer.echo(f"wrote {path}")

@@ -29,7 +29,12 @@ from grafana_client.client import (
 )
 
 from pipeline.errors import ConfigError, TeilhabeError
-from pipeline.ops.dashboards import CLICKHOUSE_TYPE, CLICKHOUSE_UID, PROMETHEUS_TYPE, PROMETHEUS_UID
+from pipeline.ops.dashboards.datasources import (
+    CLICKHOUSE_TYPE,
+    CLICKHOUSE_UID,
+    PROMETHEUS_TYPE,
+    PROMETHEUS_UID,
+)
 from pipeline.settings import Settings, read_private_file, redact_url
 
 TIMEOUT_S = 10.0

@@ -23,16 +23,15 @@ from typer.testing import CliRunner
 
 from pipeline.cli.grafana import grafana_app
 from pipeline.errors import ConfigError, TeilhabeError
-from pipeline.ops.dashboards import (
+from pipeline.ops.dashboards.datasources import (
     CLICKHOUSE_TYPE,
     CLICKHOUSE_UID,
     FORMAT_TABLE,
     FORMAT_TIME_SERIES,
     PROMETHEUS_TYPE,
     PROMETHEUS_UID,
-    dashboards,
-    render,
 )
+from pipeline.ops.dashboards.output import dashboards, render
 from pipeline.ops.grafana import GrafanaError, datasources, push
 from pipeline.settings import Settings, load_settings
 
