@@ -147,7 +147,7 @@ def test_sigterm_stops_cleanly_and_kill_surfaces_as_operational_error(tmp_path: 
 
 
 def test_refuses_to_bind_beyond_loopback(tmp_path: Path) -> None:
-    from pipeline.dev.chserver import create_server
+    from pipeline.dev.chserver.server import create_server
 
     with pytest.raises(ValueError, match="loopback"):
         create_server(tmp_path / "ch", host="0.0.0.0")
