@@ -31,29 +31,26 @@ from agents.runtime import Runtime
 from pipeline.contract.records import TooLarge, value_budget
 from pipeline.errors import InvalidEvent
 from pipeline.metrics.enrich import decode_message
-from pipeline.sources.webhooks import (
+from pipeline.sources.webhooks.credentials import (
+    Credentials,
+    bearer_token,
+    load_credentials,
+    token_matches,
+)
+from pipeline.sources.webhooks.dedup import RecentIds
+from pipeline.sources.webhooks.generic import (
     ENVELOPE_HEAD,
     ENVELOPE_TAIL,
-    EVENTS,
-    MATTERMOST,
-    SLACK,
-    Credentials,
-    Mapped,
-    RateLimiter,
-    RecentIds,
-    WebhookMetrics,
-    bearer_token,
     envelopes,
-    load_credentials,
-    map_mattermost,
-    map_slack_callback,
     outgoing,
-    parse_json_object,
-    parse_mattermost,
     redacted,
-    token_matches,
     validate_all,
 )
+from pipeline.sources.webhooks.mattermost import map_mattermost, parse_mattermost
+from pipeline.sources.webhooks.metrics import WebhookMetrics
+from pipeline.sources.webhooks.payload import EVENTS, MATTERMOST, SLACK, Mapped, parse_json_object
+from pipeline.sources.webhooks.ratelimit import RateLimiter
+from pipeline.sources.webhooks.slack import map_slack_callback
 
 log = logging.getLogger("teilhabe.webhooks")
 

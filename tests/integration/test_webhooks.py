@@ -448,7 +448,7 @@ def test_not_confirmed_is_503_and_slacks_retry_then_goes_through(
     from aiohttp.test_utils import TestClient, TestServer
 
     from agents import webhooks
-    from pipeline.sources.webhooks import Credentials, SlackVerifier
+    from pipeline.sources.webhooks.credentials import Credentials, SlackVerifier
 
     monkeypatch.setattr(webhooks, "SEND_TIMEOUT_S", 0.2)
     rt = fake_runtime(make_settings())
@@ -476,7 +476,7 @@ def test_chunked_body_above_the_limit_is_413(make_settings: Any) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     from agents import webhooks
-    from pipeline.sources.webhooks import Credentials
+    from pipeline.sources.webhooks.credentials import Credentials
 
     rt = fake_runtime(make_settings(webhook_max_bytes=2048))
     server = webhooks.WebhookServer(cast(Any, rt), Credentials(bearer=[BEARER.encode()]))

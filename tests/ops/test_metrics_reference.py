@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from pipeline.ops.exporter import PipelineMetrics
-from pipeline.sources.webhooks import WebhookMetrics
+from pipeline.sources.webhooks.metrics import WebhookMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSON_LABELS = {"actor", "actor_id", "user", "user_id", "person", "person_id", "email"}

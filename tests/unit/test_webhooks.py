@@ -19,26 +19,23 @@ from pipeline.contract.records import Envelope
 from pipeline.errors import ConfigError, InvalidEvent
 from pipeline.metrics.enrich import decode_message
 from pipeline.settings import load_settings
-from pipeline.sources.webhooks import (
-    RateLimiter,
-    RecentIds,
+from pipeline.sources.webhooks.credentials import (
     SlackVerifier,
-    WebhookMetrics,
     bearer_token,
-    envelopes,
     load_credentials,
-    map_mattermost,
-    map_slack_callback,
-    mattermost_mentions,
-    outgoing,
-    parse_mattermost,
     read_tokens,
-    redacted,
-    slack_mentions,
-    slack_time,
     token_matches,
-    validate_all,
 )
+from pipeline.sources.webhooks.dedup import RecentIds
+from pipeline.sources.webhooks.generic import envelopes, outgoing, redacted, validate_all
+from pipeline.sources.webhooks.mattermost import (
+    map_mattermost,
+    mattermost_mentions,
+    parse_mattermost,
+)
+from pipeline.sources.webhooks.metrics import WebhookMetrics
+from pipeline.sources.webhooks.ratelimit import RateLimiter
+from pipeline.sources.webhooks.slack import map_slack_callback, slack_mentions, slack_time
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = 1_780_000_000.0  # 2026-05-28
