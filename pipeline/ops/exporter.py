@@ -2,6 +2,11 @@
 
 Metrics take a ``registry`` (fresh per test). No label ever carries a person id: labels are
 bounded sets (unit, event type, reason, partition), stated next to each metric.
+
+The gauges read from ClickHouse (``SnapshotGauge``: engagement, baseline, headcount, unanswered
+posts and the newest day's figures) are served by one collector, ``fact_gauges``, from a snapshot
+that each refresh replaces at once (``pipeline.ops.snapshot``); only the leader worker refreshes
+and serves them (``agents.leader``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from pipeline.contract.events import EVENT_TYPES
+from pipeline.ops.snapshot import FactGauges, SnapshotGauge
 
 #: Reasons are a closed set so that a hostile input cannot blow up label cardinality.
 INVALID_REASONS = (
@@ -73,28 +79,29 @@ class PipelineMetrics:
     watermark: Gauge
     event_time_lag: Gauge
     open_window_events: Gauge
-    active_users: Gauge
-    window_events: Gauge
-    window_start: Gauge
-    headcount: Gauge
+    active_users: SnapshotGauge
+    window_events: SnapshotGauge
+    window_start: SnapshotGauge
+    headcount: SnapshotGauge
     client_problems: Counter
     last_consumed: Gauge
     broker_up: Gauge
     broker_probe_seconds: Gauge
-    baseline_ratio: Gauge
-    baseline_events: Gauge
-    unanswered_posts: Gauge
-    ei_index: Gauge
-    cross_silo_share: Gauge
-    participation: Gauge
-    ideation: Gauge
-    facts_day: Gauge
+    baseline_ratio: SnapshotGauge
+    baseline_events: SnapshotGauge
+    unanswered_posts: SnapshotGauge
+    ei_index: SnapshotGauge
+    cross_silo_share: SnapshotGauge
+    participation: SnapshotGauge
+    ideation: SnapshotGauge
+    facts_day: SnapshotGauge
     consumer_lag: Gauge
-    space_active: Gauge
-    platform_active: Gauge
+    space_active: SnapshotGauge
+    platform_active: SnapshotGauge
     kafka_send_retries: Counter
     kafka_unconfirmed: Gauge
     kafka_refused: Counter
+    fact_gauges: FactGauges
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -102,6 +109,7 @@ class PipelineMetrics:
         r = registry if registry is not None else CollectorRegistry()
         m = cls(
             registry=r,
+            fact_gauges=FactGauges(()),
             messages_consumed=Counter(
                 "teilhabe_messages_consumed", "Kafka messages consumed", ["topic"], registry=r
             ),
@@ -180,28 +188,24 @@ class PipelineMetrics:
             open_window_events=Gauge(
                 "teilhabe_open_window_events", "Events held in open windows", registry=r
             ),
-            active_users=Gauge(
+            active_users=SnapshotGauge(
                 "teilhabe_engagement_active_users",
                 "Distinct active people per unit in the last closed window (k-suppressed)",
                 ["unit"],
-                registry=r,
             ),
-            window_events=Gauge(
+            window_events=SnapshotGauge(
                 "teilhabe_engagement_events",
                 "Events per unit and type in the last closed window (k-suppressed)",
                 ["unit", "event_type"],
-                registry=r,
             ),
-            window_start=Gauge(
+            window_start=SnapshotGauge(
                 "teilhabe_engagement_window_start_timestamp_seconds",
                 "Start of the window the engagement gauges describe",
-                registry=r,
             ),
-            headcount=Gauge(
+            headcount=SnapshotGauge(
                 "teilhabe_directory_headcount",
                 "People per unit in the org directory (units below k left out)",
                 ["unit"],
-                registry=r,
             ),
             client_problems=Counter(
                 "teilhabe_client_problems",
@@ -227,57 +231,49 @@ class PipelineMetrics:
                 "Round-trip time of the last successful broker probe",
                 registry=r,
             ),
-            baseline_ratio=Gauge(
+            baseline_ratio=SnapshotGauge(
                 "teilhabe_engagement_baseline_ratio",
                 "Events of the unit in the last closed window / the mean of the same window in "
                 "the 4 weeks before (1 = as usual; the drop alert's input; k-suppressed)",
                 ["unit"],
-                registry=r,
             ),
-            baseline_events=Gauge(
+            baseline_events=SnapshotGauge(
                 "teilhabe_engagement_baseline_events",
                 "Mean events of the unit in the same window of the 4 weeks before",
                 ["unit"],
-                registry=r,
             ),
-            unanswered_posts=Gauge(
+            unanswered_posts=SnapshotGauge(
                 "teilhabe_unanswered_posts",
                 "Posts of the last TEILHABE_UNANSWERED_LOOKBACK_DAYS days older than "
                 "TEILHABE_RESPONSE_TARGET_H hours without a reply by someone else, by the "
                 "author's unit (k-suppressed by authors)",
                 ["unit"],
-                registry=r,
             ),
-            ei_index=Gauge(
+            ei_index=SnapshotGauge(
                 "teilhabe_ei_index",
                 "Krackhardt & Stern E-I index of the unit ('*' = whole org) on the newest day "
                 "of the facts (daily_ei_index; -1 all ties inside .. +1 all outside)",
                 ["unit"],
-                registry=r,
             ),
-            cross_silo_share=Gauge(
+            cross_silo_share=SnapshotGauge(
                 "teilhabe_cross_silo_share",
                 "Share of the unit's interactions that cross units, newest day",
                 ["unit"],
-                registry=r,
             ),
-            participation=Gauge(
+            participation=SnapshotGauge(
                 "teilhabe_participation_people",
                 "Active people by participation tier (observers, contributors, "
                 "heavy_contributors), newest day (participation_pyramid)",
                 ["unit", "tier"],
-                registry=r,
             ),
-            ideation=Gauge(
+            ideation=SnapshotGauge(
                 "teilhabe_ideation",
                 "Ideas, votes and comments of the unit's ideas, newest day (daily_ideation)",
                 ["unit", "kind"],
-                registry=r,
             ),
-            facts_day=Gauge(
+            facts_day=SnapshotGauge(
                 "teilhabe_facts_day_timestamp_seconds",
                 "Start of the day the cross-silo, participation and ideation gauges describe",
-                registry=r,
             ),
             consumer_lag=Gauge(
                 "teilhabe_consumer_lag_messages",
@@ -286,21 +282,21 @@ class PipelineMetrics:
                 ["topic", "partition"],
                 registry=r,
             ),
-            space_active=Gauge(
+            space_active=SnapshotGauge(
                 "teilhabe_space_active_users",
                 f"Distinct active people in the {TOP_SPACES} busiest spaces, newest day "
                 "(daily_active_by_space; spaces below k left out)",
                 ["space", "platform"],
-                registry=r,
             ),
-            platform_active=Gauge(
+            platform_active=SnapshotGauge(
                 "teilhabe_platform_active_users",
                 f"Distinct active people per platform (at most {TOP_PLATFORMS}), newest day "
                 "(platforms below k left out)",
                 ["platform"],
-                registry=r,
             ),
         )
+        m.fact_gauges = FactGauges(v for v in vars(m).values() if isinstance(v, SnapshotGauge))
+        r.register(m.fact_gauges)
         for component in CLIENT_COMPONENTS.values():
             m.client_problems.labels(component)
         for reason in INVALID_REASONS:
@@ -310,11 +306,12 @@ class PipelineMetrics:
         return m
 
     def set_headcounts(self, counts: Mapping[str, int], min_group_size: int) -> None:
-        """Publish the directory's headcount per unit, suppressing units below k people."""
-        self.headcount.clear()
-        for unit, n in counts.items():
-            if n >= min_group_size:
-                self.headcount.labels(unit).set(n)
+        """Publish the directory's headcount per unit, suppressing units below k people (the
+        worker publishes the k-suppressed ``unit_headcount`` view instead, see
+        ``pipeline.ops.gauges.refresh_headcount_gauge``)."""
+        self.fact_gauges.publish(
+            {self.headcount: [((unit,), n) for unit, n in counts.items() if n >= min_group_size]}
+        )
 
     def consumed(self, topic: str, messages: int) -> None:
         """Count consumed messages and note when (the stall signal)."""

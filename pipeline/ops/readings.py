@@ -162,3 +162,9 @@ def newest_day_figures(client: Client, db: str, min_group_size: int) -> DayFigur
         ).result_rows
     ]
     return out
+
+
+def unit_headcount(client: Client, db: str) -> list[tuple[str, int]]:
+    """(unit, people) of the directory mirror, units below k left out (``unit_headcount``)."""
+    rows = client.query(f"SELECT unit, people FROM {db}.unit_headcount").result_rows
+    return [(str(unit), int(people)) for unit, people in rows]
