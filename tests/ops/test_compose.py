@@ -471,7 +471,7 @@ def required_writer_privileges() -> set[str]:
     """What the migrations and the sink need, read from the migration files themselves."""
     sql = "\n".join(p.read_text() for p in sorted((ROOT / "schemas" / "clickhouse").glob("*.sql")))
     sql = re.sub(r"--[^\n]*", "", sql).upper()
-    migrate_py = (ROOT / "pipeline" / "migrate.py").read_text().upper()
+    migrate_py = (ROOT / "pipeline" / "sinks" / "migrate.py").read_text().upper()
     needed = {"INSERT", "SELECT"}
     if "CREATE DATABASE" in migrate_py + sql:
         needed.add("CREATE DATABASE")
