@@ -8,25 +8,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.tables.globaltable import GlobalTable
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
-from agents import engagement, ingest, webhooks
+from agents import engagement, ingest, leader, webhooks
 from agents.consumer import KeepQueuesFlowControl, NoDropConsumer
 from agents.delivery import Delivery
 from agents.runtime import Runtime
 from pipeline.contract.pseudonym import Pseudonymiser
-from pipeline.metrics.enrich import directory_entries
 from pipeline.ops.brokerprobe import BrokerWatch
 from pipeline.ops.exporter import PipelineMetrics
-from pipeline.ops.gauges import refresh_fact_gauges, refresh_unanswered_gauge
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import get_client
 from pipeline.sinks.directory import DirectorySync
@@ -44,10 +41,23 @@ class DirectoryTable(GlobalTable):
     conventional name ``{app_id}-{table}-changelog`` even when ``changelog_topic`` names another
     topic; the assignment then fails silently and the worker hangs before "ready". Naming the
     real topic here keeps the directory a plain compacted topic that any producer can write.
+
+    ``on_changed`` gets the keys of every changelog batch once the table holds it (set or
+    deleted: a tombstone is a key whose value is gone), so the directory mirror writes only
+    what changed (``pipeline.sinks.directory``).
     """
+
+    on_changed: Callable[[Iterable[object]], None] | None = None
 
     def _changelog_topic_name(self) -> str:
         return str(self.changelog_topic.get_topic_name())
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        """Apply the batch as Faust does, then report its keys."""
+        events = list(batch)
+        super().apply_changelog_batch(events)
+        if self.on_changed is not None:
+            self.on_changed(event.key for event in events)
 
 
 StopHook = tuple[str, Callable[[], Awaitable[None]]]
@@ -193,37 +203,7 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
         await watch.check()
 
     mirror = DirectorySync(sink)
-
-    def refresh_from_facts() -> None:
-        refresh_unanswered_gauge(
-            sink.client,
-            sink.database,
-            metrics,
-            settings.response_target_h,
-            settings.unanswered_lookback_days,
-            settings.min_group_size,
-            int(time.time() * 1000),
-        )
-        refresh_fact_gauges(sink.client, sink.database, metrics, settings.min_group_size)
-
-    @app.timer(interval=settings.fact_gauges_interval_s)
-    async def fact_gauges() -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, refresh_from_facts)
-        except Exception as exc:  # noqa: BLE001 - gauges, retried at the next tick
-            log.warning("gauges from the facts not refreshed error=%s", exc)
-
-    @app.timer(interval=5.0)
-    async def directory_headcount() -> None:
-        entries = directory_entries(list(directory.items()))
-        metrics.set_headcounts(
-            Counter(e["unit"] for e in entries.values()), settings.min_group_size
-        )
-        rows = mirror.pending(entries)
-        if rows:
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, mirror.write, rows)
-            except Exception as exc:  # noqa: BLE001 - retried at the next tick
-                log.warning("directory not mirrored to ClickHouse (retried) error=%s", exc)
+    cast(DirectoryTable, directory).on_changed = mirror.note
+    leader.register(rt, mirror)
 
     return rt

@@ -33,6 +33,9 @@ MAX_BACKOFF_S = 30.0
 #: At most one refresh of the engagement gauges (three ClickHouse queries) per interval: a
 #: backfill closes windows with nearly every flush; a skipped refresh is caught up by the tick.
 GAUGE_REFRESH_INTERVAL_S = 1.0
+#: The leader also refreshes them this often: the newest window gains the partials of the
+#: partitions other workers flush after this one's.
+ENGAGEMENT_GAUGE_PERIOD_S = 10.0
 
 _event_type = itemgetter("event_type")
 
@@ -65,6 +68,8 @@ class EngagementStage:
         self._last_failure_log = 0.0
         self._gauges_stale = False
         self._gauges_refreshed_at = 0.0
+        self._gauges_generation = 0
+        self._gauges_refreshing = False
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -186,7 +191,7 @@ class EngagementStage:
             if self.facts or self.closed or any(st.dirty for st in self.states.values()):
                 if self._flush_due():
                     await self._flush()
-            await self._refresh_engagement_gauges()
+        await self._refresh_engagement_gauges()  # reads ClickHouse only: the batches go on
 
     def _idle_closes(self, st: PartitionState, now: float) -> list[ClosedWindow]:
         """Windows a partition closes by wall-clock idleness (recorded via close offsets).
@@ -245,12 +250,33 @@ class EngagementStage:
             await self._refresh_engagement_gauges()
 
     async def _refresh_engagement_gauges(self) -> None:
-        """Gauges of the newest closed window, once windows closed (at most once per interval)."""
+        """Gauges of the newest closed window, refreshed by the leader only (``agents.leader``;
+        a stage without one refreshes them itself): once windows closed here, every
+        ``ENGAGEMENT_GAUGE_PERIOD_S`` for the windows the other workers close, and at once when
+        this worker takes the role over; at most once per ``GAUGE_REFRESH_INTERVAL_S``."""
+        leadership = getattr(self.rt, "leadership", None)
+        if leadership is not None and not leadership.leading:
+            self._gauges_stale = False  # a takeover refreshes at once
+            return
         now = time.monotonic()
-        if not self._gauges_stale or now - self._gauges_refreshed_at < GAUGE_REFRESH_INTERVAL_S:
+        due = self._gauges_stale or (
+            leadership is not None
+            and (
+                leadership.generation != self._gauges_generation
+                or now - self._gauges_refreshed_at >= ENGAGEMENT_GAUGE_PERIOD_S
+            )
+        )
+        if (
+            not due
+            or self._gauges_refreshing  # one at a time: an older one never publishes last
+            or now - self._gauges_refreshed_at < GAUGE_REFRESH_INTERVAL_S
+        ):
             return
         self._gauges_stale = False
         self._gauges_refreshed_at = now
+        self._gauges_refreshing = True
+        if leadership is not None:
+            self._gauges_generation = leadership.generation
         try:
             sink = self.rt.sink
             await self._run(
@@ -260,6 +286,8 @@ class EngagementStage:
             )
         except Exception as exc:  # noqa: BLE001 - gauges are best effort, facts are not
             log.warning("engagement gauges not refreshed error=%s", exc)
+        finally:
+            self._gauges_refreshing = False
 
     async def _with_retry(self, what: str, fn: Any, *args: Any) -> Any:
         """Run a sink call until it succeeds, backing off; log once per interval, not per try."""

@@ -7,7 +7,7 @@ each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -17,6 +17,9 @@ from pipeline.metrics.enrich import parse_directory_entry
 from pipeline.ops.exporter import PipelineMetrics
 from pipeline.settings import Settings
 from pipeline.sinks.facts import ClickHouseSink
+
+if TYPE_CHECKING:
+    from agents.leader import Leadership
 
 DIRECTORY_CACHE_SIZE = 200_000  # parsed directory values kept (about one per person)
 
@@ -37,6 +40,8 @@ class Runtime:
     delivery: Delivery  # every record the agents write goes through it (bounded, never a crash)
 
     parsed: dict[bytes, dict[str, Any] | None] = field(default_factory=dict)
+    #: Whether this worker is the leader (``agents.leader``); None before the app registers it.
+    leadership: Leadership | None = None
 
     def lookup(self, pseudonym: str) -> dict[str, Any] | None:
         """Directory entry of a person (by pseudonym), None when unknown or malformed.
