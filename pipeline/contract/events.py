@@ -35,11 +35,13 @@ EVENT_TYPES: Final = frozenset(
         "member_left",
     }
 )
-#: Event types that are contributions (Nielsen's "contributors"); views and joins are not.
+#: Event types that are contributions (Nielsen's "contributors"); views and joins are not. The
+#: one definition: the ClickHouse views get it as ``{contribution_types}`` (sinks/migrate.py).
 CONTRIBUTION_TYPES: Final = frozenset(
     {"post_created", "reply_created", "idea_submitted", "idea_commented", "share"}
 )
-#: An interaction is a tie between two people (docs/design.md, cross-silo).
+#: An interaction is a tie between two people (docs/design.md, cross-silo); the views get it as
+#: ``{interaction_types}``.
 INTERACTION_TYPES: Final = frozenset({"reply_created", "reaction_added", "mention", "share"})
 
 _MAX_LEN: Final = {

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline.metrics.baseline import baseline_ratios, baseline_starts
 from pipeline.ops import readings
 from pipeline.ops.exporter import PipelineMetrics
 from pipeline.ops.snapshot import Sample, SnapshotGauge
@@ -23,48 +22,26 @@ from pipeline.ops.snapshot import Sample, SnapshotGauge
 def refresh_engagement_gauges(
     client: Client, db: str, metrics: PipelineMetrics, window_s: int
 ) -> None:
-    """Set the engagement and baseline gauges from the newest closed window (k-suppressed)."""
+    """Set the engagement and baseline gauges from the newest window every partition has
+    closed (k-suppressed; the baseline from ``window_baseline_ratio``, absent without one)."""
     newest = readings.newest_window(client, db, window_s)
     m = metrics
     active: list[Sample] = []
     events: list[Sample] = []
-    current: dict[str, int] = {}
     for unit, (n_active, by_type) in newest.units.items():
         active.append(((unit,), n_active))
-        current[unit] = sum(by_type.values())
         events += [((unit, event_type), n) for event_type, n in by_type.items()]
     families: dict[SnapshotGauge, list[Sample]] = {
         m.active_users: active,
         m.window_events: events,
-        m.baseline_ratio: [],
-        m.baseline_events: [],
+        m.baseline_events: [((unit,), base) for unit, (base, _) in newest.baseline.items()],
+        m.baseline_ratio: [
+            ((unit,), ratio) for unit, (_, ratio) in newest.baseline.items() if ratio is not None
+        ],
     }
     if newest.units:  # else the start of the last window shown stays
         families[m.window_start] = [((), newest.start)]
-    if current:
-        _baseline(client, db, window_s, newest.start, current, m, families)
     m.fact_gauges.publish(families)
-
-
-def _baseline(
-    client: Client,
-    db: str,
-    window_s: int,
-    start: int,
-    current: dict[str, int],
-    m: PipelineMetrics,
-    families: dict[SnapshotGauge, list[Sample]],
-) -> None:
-    """Fill the baseline families: the same window of the weeks before (none while the history
-    is shorter than the baseline needs)."""
-    starts = baseline_starts(start)
-    past = readings.past_window_events(client, db, window_s, starts)
-    if past is None:
-        return  # less history than the baseline needs
-    for unit, (base, ratio) in baseline_ratios(current, past).items():
-        families[m.baseline_events].append(((unit,), base))
-        if ratio is not None:
-            families[m.baseline_ratio].append(((unit,), ratio))
 
 
 def refresh_unanswered_gauge(
@@ -76,24 +53,20 @@ def refresh_unanswered_gauge(
     min_group_size: int,
     now_ms: int,
 ) -> None:
-    """Set ``teilhabe_unanswered_posts{unit}`` (k-suppressed by authors)."""
+    """Set ``teilhabe_unanswered_posts{unit}`` (k-suppressed by authors in SQL, with the k of
+    ``{db}.config`` the views use; ``min_group_size`` is not used any more)."""
     rows = readings.unanswered_by_unit(client, db, target_h, lookback_days, now_ms)
-    metrics.fact_gauges.publish(
-        {
-            metrics.unanswered_posts: [
-                ((unit,), posts) for unit, posts, authors in rows if authors >= min_group_size
-            ]
-        }
-    )
+    metrics.fact_gauges.publish({metrics.unanswered_posts: [((u,), n) for u, n in rows]})
 
 
 def refresh_fact_gauges(
     client: Client, db: str, metrics: PipelineMetrics, min_group_size: int
 ) -> None:
     """Set the cross-silo, participation, ideation, space and platform gauges from the newest
-    day of the facts."""
+    day of the facts (k from ``{db}.config`` as in the views; ``min_group_size`` is not used
+    any more)."""
     m = metrics
-    figures = readings.newest_day_figures(client, db, min_group_size)
+    figures = readings.newest_day_figures(client, db)
     families: dict[SnapshotGauge, list[Sample]] = {
         g: []
         for g in (

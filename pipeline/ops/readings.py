@@ -10,95 +10,136 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import orjson
 from clickhouse_connect.driver.client import Client
 
+from pipeline.metrics.windows import NO_WATERMARK, Checkpoint
 from pipeline.ops.exporter import TOP_PLATFORMS, TOP_SPACES
+from pipeline.sinks.migrate import MIN_GROUP_SIZE_SQL
+
+#: k, the same subquery of ``{db}.config`` every view applies (written by ``teilhabe migrate``).
+K_SQL = MIN_GROUP_SIZE_SQL
 
 
 @dataclass
 class NewestWindow:
-    """The newest closed engagement window: start (unix s) and per unit (active, by type)."""
+    """The newest window every partition has closed: start (unix s), per unit (active, by type)
+    and per unit its baseline (mean events of the same window of the 4 weeks before, ratio;
+    ``window_baseline_ratio``; units without a baseline are left out)."""
 
     start: int = 0
     units: dict[str, tuple[int, dict[str, int]]] = field(default_factory=dict)
+    baseline: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+
+
+def closed_through(
+    window_s: int,
+    grace_s: int,
+    newest_rows: dict[int, int],
+    checkpoints: dict[int, list[Checkpoint]],
+) -> int | None:
+    """The newest window start (unix s) that every partition of the activity topic has closed,
+    or None while none has closed one.
+
+    A partition closes its windows in start order (``pipeline.metrics.windows``), so it has
+    closed every window up to the newest one it shows: the newest window it wrote rows for
+    (``newest_rows``), the newest of its recorded closes, and the newest window whose end plus
+    grace its saved watermark has passed (which also covers windows in which it had no event).
+    A saved checkpoint may be older than the partition's state, so this never claims more than
+    was closed. A partition that never saw an event (no rows, no closes, no watermark: e.g. one
+    that only got end-of-input markers, or none at all) holds nothing back.
+    """
+    window_ms, grace_ms = window_s * 1000, grace_s * 1000
+    frontiers: list[int] = []
+    for p in set(newest_rows) | set(checkpoints):
+        best = newest_rows[p] * 1000 if p in newest_rows else NO_WATERMARK
+        for cp in checkpoints.get(p, []):
+            best = max([best, *cp.closes])  # window starts (ms)
+            if cp.clock.watermark_ms > NO_WATERMARK:
+                edge = cp.clock.watermark_ms - window_ms - grace_ms  # windows up to here closed
+                best = max(best, edge - edge % window_ms)
+        if best > NO_WATERMARK:
+            frontiers.append(best)
+    return min(frontiers) // 1000 if frontiers else None
 
 
 def newest_window(client: Client, db: str, window_s: int) -> NewestWindow:
-    """The newest closed window's k-suppressed rows (``engagement_windows``)."""
-    result = client.query(
-        f"SELECT window_start, unit, active_users, events_by_type "
-        f"FROM {db}.engagement_windows "
-        f"WHERE window_s = {{w:UInt32}} AND window_start = ("
-        f" SELECT max(window_start) FROM {db}.engagement_window_partials"
-        f" WHERE window_s = {{w:UInt32}})",
-        parameters={"w": window_s},
+    """The k-suppressed rows (``engagement_windows``) and baselines (``window_baseline_ratio``)
+    of the newest window with rows that every partition has closed (``closed_through``): a
+    window some partition may still add to is never shown."""
+    params = {"w": window_s}
+    newest_rows = {
+        int(p): int(start)
+        for p, start in client.query(
+            f"SELECT partition, toUnixTimestamp(max(window_start)) "
+            f"FROM {db}.engagement_window_partials WHERE window_s = {{w:UInt32}} "
+            "GROUP BY partition",
+            parameters=params,
+        ).result_rows
+    }
+    if not newest_rows:
+        return NewestWindow()
+    checkpoints: dict[int, list[Checkpoint]] = {}
+    for p, state in client.query(
+        f"SELECT partition, state FROM {db}.stream_checkpoints FINAL"
+    ).result_rows:
+        checkpoints.setdefault(int(p), []).append(Checkpoint.from_json(orjson.loads(state)))
+    grace_s = int(
+        client.query(
+            f"SELECT toUInt32OrDefault(any(value), toUInt32(600)) FROM {db}.config FINAL "
+            "WHERE key = 'grace_s'"
+        ).result_rows[0][0]
     )
-    out = NewestWindow()
-    for start, unit, active, by_type in result.result_rows:
-        out.start = int(start.timestamp())
+    through = closed_through(window_s, grace_s, newest_rows, checkpoints)
+    if through is None:
+        return NewestWindow()
+    start = client.query(
+        f"SELECT toUnixTimestamp(max(window_start)) FROM {db}.engagement_window_partials "
+        "WHERE window_s = {w:UInt32} AND window_start <= toDateTime({t:Int64}, 'UTC')",
+        parameters={**params, "t": through},
+    ).result_rows[0][0]
+    out = NewestWindow(start=int(start))
+    if out.start <= 0:
+        return NewestWindow()
+    params["s"] = out.start
+    for unit, active, by_type in client.query(
+        f"SELECT unit, active_users, events_by_type FROM {db}.engagement_windows "
+        f"WHERE window_s = {{w:UInt32}} AND window_start = toDateTime({{s:Int64}}, 'UTC')",
+        parameters=params,
+    ).result_rows:
         out.units[str(unit)] = (int(active), {str(k): int(v) for k, v in by_type.items()})
+    for unit, base, ratio in client.query(
+        f"SELECT unit, baseline_events, ratio FROM {db}.window_baseline_ratio "
+        f"WHERE window_s = {{w:UInt32}} AND window_start = toDateTime({{s:Int64}}, 'UTC')",
+        parameters=params,
+    ).result_rows:
+        out.baseline[str(unit)] = (float(base), None if ratio is None else float(ratio))
     return out
 
 
-def past_window_events(
-    client: Client, db: str, window_s: int, starts: list[int]
-) -> list[dict[str, int]] | None:
-    """Events per unit of the windows starting at ``starts`` (one dict per start, in order);
-    None when the history is shorter than the oldest of them."""
-    first = client.query(
-        f"SELECT toUnixTimestamp(min(window_start)) FROM {db}.engagement_window_partials "
-        "WHERE window_s = {w:UInt32}",
-        parameters={"w": window_s},
-    ).result_rows[0][0]
-    if not starts or int(first) > starts[-1]:
-        return None
-    rows = client.query(
-        f"SELECT toUnixTimestamp(window_start), unit, sum(events) "
-        f"FROM {db}.engagement_window_partials FINAL WHERE window_s = {{w:UInt32}} "
-        f"AND toUnixTimestamp(window_start) IN {{s:Array(Int64)}} GROUP BY 1, 2",
-        parameters={"w": window_s, "s": starts},
-    ).result_rows
-    past: dict[int, dict[str, int]] = {s: {} for s in starts}
-    for start, unit, events in rows:
-        past[int(start)][str(unit)] = int(events)
-    return [past[s] for s in starts]
-
-
 UNANSWERED_SQL = """
-SELECT p.unit, count() AS posts, uniqExact(p.author) AS authors
-FROM
-(
-    SELECT assumeNotNull(content_id) AS cid, actor_id AS author, actor_unit AS unit
-    FROM {db}.events FINAL
-    WHERE event_type = 'post_created' AND content_id IS NOT NULL
-      AND ts_ms BETWEEN {since:Int64} AND {until:Int64}
-) AS p
-LEFT JOIN
-(
-    SELECT assumeNotNull(root_content_id) AS cid, groupUniqArray(actor_id) AS repliers
-    FROM {db}.events FINAL
-    WHERE event_type = 'reply_created' AND root_content_id IS NOT NULL
-      AND ts_ms >= {since:Int64}
-    GROUP BY cid
-) AS r ON p.cid = r.cid
-WHERE length(arrayFilter(x -> x != p.author, r.repliers)) = 0
-GROUP BY p.unit
+SELECT unit, count() AS posts
+FROM {db}.post_first_response
+WHERE posted_ms BETWEEN {since:Int64} AND {until:Int64} AND first_response_ms IS NULL
+GROUP BY unit
+HAVING uniqExact(author_id) >= {k}
 """
 
 
 def unanswered_by_unit(
     client: Client, db: str, target_h: int, lookback_days: int, now_ms: int
-) -> list[tuple[str, int, int]]:
-    """(unit, posts, authors): posts of the last ``lookback_days`` older than ``target_h``
-    hours that nobody but their author has replied to."""
+) -> list[tuple[str, int]]:
+    """(unit, posts): posts of the last ``lookback_days`` older than ``target_h`` hours that
+    nobody but their author has replied to (``post_first_response``, the definition
+    ``daily_response`` uses), units with fewer than k such authors left out (k from config)."""
     rows = client.query(
-        UNANSWERED_SQL.replace("{db}", db),
+        UNANSWERED_SQL.replace("{k}", K_SQL).replace("{db}", db),
         parameters={
             "since": now_ms - lookback_days * 86_400_000,
             "until": now_ms - target_h * 3_600_000,
         },
     ).result_rows
-    return [(str(unit), int(posts), int(authors)) for unit, posts, authors in rows]
+    return [(str(unit), int(posts)) for unit, posts in rows]
 
 
 @dataclass
@@ -113,10 +154,10 @@ class DayFigures:
     platforms: list[tuple[str, int]] = field(default_factory=list)
 
 
-def newest_day_figures(client: Client, db: str, min_group_size: int) -> DayFigures:
+def newest_day_figures(client: Client, db: str) -> DayFigures:
     """Cross-silo, participation, ideation, space and platform figures of the newest day
-    (the views leave out groups below k; the platform query applies k itself; spaces and
-    platforms are capped)."""
+    (the views leave out groups below k; the platform query applies the views' k from config;
+    spaces and platforms are capped)."""
     # duplicates cannot change the newest day: no FINAL (a merge of the whole table)
     day = client.query(f"SELECT max(day) FROM {db}.events").result_rows[0][0]
     if day is None or day.year < 1971:  # no facts yet
@@ -157,8 +198,9 @@ def newest_day_figures(client: Client, db: str, min_group_size: int) -> DayFigur
         for p, a in client.query(
             f"SELECT ifNull(platform, '') AS p, uniqExact(actor_id) AS people "
             f"FROM {db}.events FINAL WHERE day = {{d:Date}} GROUP BY p "
-            f"HAVING people >= {{k:UInt32}} ORDER BY people DESC, p LIMIT {TOP_PLATFORMS}",
-            parameters={**params, "k": min_group_size},
+            f"HAVING people >= {K_SQL.replace('{db}', db)} "
+            f"ORDER BY people DESC, p LIMIT {TOP_PLATFORMS}",
+            parameters=params,
         ).result_rows
     ]
     return out

@@ -1,8 +1,10 @@
 """Versioned ClickHouse migrations from ``schemas/clickhouse/NNN_name.sql``.
 
 A file may hold several statements separated by ``;`` (outside quotes and comments); ``{db}``
-is replaced by the database, ``{ttl_days}`` by ``TEILHABE_FACTS_TTL_DAYS`` and
-``{min_group_size}`` by a subquery of the privacy threshold k in ``{db}.config``. Applied versions
+is replaced by the database, ``{ttl_days}`` by ``TEILHABE_FACTS_TTL_DAYS``, ``{min_group_size}``
+by a subquery of the privacy threshold k in ``{db}.config``, and ``{contribution_types}`` /
+``{interaction_types}`` by the event contract's sets (``pipeline.contract.events``) as SQL tuples,
+so the SQL never holds its own copy of them. Applied versions
 are recorded with the SHA-256 of the file in ``{db}.schema_migrations``; editing an applied
 migration is an error (add a new one). A migration is recorded after all its statements ran, so
 a failed one is retried from its first statement: write statements that may run twice
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from pipeline.contract.events import CONTRIBUTION_TYPES, INTERACTION_TYPES
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
@@ -30,6 +33,20 @@ MIN_GROUP_SIZE_SQL = (
     "(SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL "
     "WHERE key = 'min_group_size')"
 )
+
+
+def sql_tuple(values: frozenset[str]) -> str:
+    """``('a', 'b')``: a set of plain identifiers as an SQL tuple for ``IN`` (sorted, stable)."""
+    if not values or not all(re.fullmatch(r"[a-z_]+", v) for v in values):
+        raise ValueError(f"not a set of plain identifiers: {sorted(values)}")
+    return "(" + ", ".join(f"'{v}'" for v in sorted(values)) + ")"
+
+
+#: ``{name}`` placeholders that stand for a definition of the event contract.
+CONTRACT_PLACEHOLDERS = {
+    "{contribution_types}": sql_tuple(CONTRIBUTION_TYPES),
+    "{interaction_types}": sql_tuple(INTERACTION_TYPES),
+}
 _FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
@@ -48,10 +65,11 @@ class Migration:
 
     def render(self, settings: Settings) -> list[str]:
         """The statements with the placeholders filled in (see the module docstring)."""
-        text = (
-            self.text.replace("{min_group_size}", MIN_GROUP_SIZE_SQL)
-            .replace("{db}", settings.clickhouse_database)
-            .replace("{ttl_days}", str(settings.facts_ttl_days))
+        text = self.text.replace("{min_group_size}", MIN_GROUP_SIZE_SQL)
+        for placeholder, sql in CONTRACT_PLACEHOLDERS.items():
+            text = text.replace(placeholder, sql)
+        text = text.replace("{db}", settings.clickhouse_database).replace(
+            "{ttl_days}", str(settings.facts_ttl_days)
         )
         return split_statements(text)
 
@@ -142,7 +160,9 @@ def migrate(client: Client, settings: Settings, migrations_dir: Path | None = No
     Raises ConfigError when an applied migration's file changed (its checksum differs) and
     lets ClickHouse errors of a failing statement through (nothing recorded for that file).
     Afterwards the settings the views read (TEILHABE_MIN_GROUP_SIZE, TEILHABE_RESPONSE_TARGET_H,
-    TEILHABE_HEAVY_CONTRIBUTIONS) are written to ``{db}.config`` when that table exists.
+    TEILHABE_HEAVY_CONTRIBUTIONS, ..., and the window's grace TEILHABE_GRACE_S, with which
+    the engagement gauges tell which windows every partition has closed) are written to
+    ``{db}.config`` when that table exists.
     """
     db = settings.clickhouse_database
     files = migration_files(migrations_dir)
@@ -173,6 +193,7 @@ def migrate(client: Client, settings: Settings, migrations_dir: Path | None = No
             "heavy_contributions": settings.heavy_contributions,
             "boundary_spanner_units": settings.boundary_spanner_units,
             "persona_ratio": settings.persona_ratio,
+            "grace_s": settings.grace_s,
         }
         client.insert(
             f"`{db}`.config",

@@ -87,7 +87,7 @@ SELECT
     actor_id,
     actor_unit AS unit,
     count() AS events,
-    countIf(event_type IN ('post_created', 'reply_created', 'idea_submitted', 'idea_commented', 'share')) AS contributions,
+    countIf(event_type IN {contribution_types}) AS contributions,
     countIf(event_type = 'view') AS views,
     countIf(is_late = 1) AS late_events,
     sumMap(map(toString(event_type), toUInt64(1))) AS events_by_type

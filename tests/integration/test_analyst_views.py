@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.contract.events import CONTRIBUTION_TYPES, INTERACTION_TYPES
 from pipeline.sinks.facts import EVENT_COLUMNS, event_row
 from tests.conftest import migrated_clickhouse
 
@@ -24,8 +25,8 @@ pytestmark = pytest.mark.integration
 
 DAY0 = datetime(2026, 3, 2, tzinfo=UTC)
 HOUR_MS = 3_600_000
-INTERACTIONS = {"reply_created", "reaction_added", "mention", "share"}
-CONTRIBUTIONS = {"post_created", "reply_created", "idea_submitted", "idea_commented", "share"}
+INTERACTIONS = INTERACTION_TYPES  # the contract's sets, the ones the views get at migrate time
+CONTRIBUTIONS = CONTRIBUTION_TYPES
 TYPES = [
     "post_created",
     "reply_created",
@@ -163,10 +164,14 @@ def oracle_matrix(events: list[dict[str, Any]], k: int) -> set[Any]:
 
 
 def oracle_ei(events: list[dict[str, Any]], k: int) -> set[Any]:
+    """Per unit: internal ties counted once, external ties for the units of both ends; a row
+    for every unit active or at an end of a tie; group: those people (org: all of them)."""
     internal: Counter[tuple[date, str]] = Counter()
     external: Counter[tuple[date, str]] = Counter()
+    groups = active_people(events)
     for ev in filter(is_interaction, events):
         d, a, b = day_of(ev), ev["actor_unit"], ev["target_unit"] or "unknown"
+        groups[(d, b)].add(ev["target_actor_id"])
         if a == b:
             internal[(d, a)] += 1
             internal[(d, "*")] += 1
@@ -174,7 +179,6 @@ def oracle_ei(events: list[dict[str, Any]], k: int) -> set[Any]:
             external[(d, a)] += 1
             external[(d, b)] += 1
             external[(d, "*")] += 1
-    groups = active_people(events)
     for (d, _), p in list(groups.items()):
         groups.setdefault((d, "*"), set())
         groups[(d, "*")] |= p
@@ -215,10 +219,9 @@ def oracle_response(events: list[dict[str, Any]], k: int, target_h: int) -> set[
                 if ev["event_type"] == "reply_created"
                 and ev["root_content_id"] == p["content_id"]
                 and ev["actor_id"] != p["actor_id"]
-                and ev["ts"] >= p["ts"]
             ]
-            if replies:
-                delays.append(min(replies) - p["ts"])
+            if replies:  # a reply stamped before its post (clock skew): answered after 0 s
+                delays.append(max(0, min(replies) - p["ts"]))
         within = sum(1 for x in delays if x <= target_h * HOUR_MS)
         med = round(median(delays) / 1000, 3) if delays else None
         out.add((d, u, len(ps), within, med, p90(delays)))
@@ -569,20 +572,24 @@ def views(client: Any) -> dict[str, set[Any]]:
 @st.composite
 def organisations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Random facts over 9 or 70 days: 4 units, up to 14 people (some unknown to the directory),
-    posts and replies to them (before or after, by anyone), other interactions, views,
+    up to 3 more in unit E who only receive ties, posts and replies to them (before or after,
+    by anyone), other interactions, views,
     duplicates and late copies, in any order."""
     rng = random.Random(draw(st.integers(0, 2**32)))
     n_people = draw(st.integers(2, 14))
     span_days = draw(st.sampled_from([9, 70]))  # 70: rolling 28-day figures and dormancy
     people = {f"{i:032x}": rng.choice(["A", "B", "C", "D"]) for i in range(n_people)}
-    directory = {p: u for p, u in people.items() if rng.random() < 0.85}
+    # people of unit E are only ever the targets of ties (E-I: a unit that only received ties)
+    receivers = {f"{100 + i:032x}": "E" for i in range(draw(st.integers(0, 3)))}
+    everyone = {**people, **receivers}
+    directory = {p: u for p, u in everyone.items() if rng.random() < 0.85}
     events: list[dict[str, Any]] = []
     posts: list[dict[str, Any]] = []
     for i in range(draw(st.integers(0, 70))):
         actor = rng.choice(list(people))
         ts = int(DAY0.timestamp() * 1000) + rng.randrange(span_days * 24 * HOUR_MS)
         etype = rng.choice(TYPES)
-        target = rng.choice(list(people)) if etype in INTERACTIONS else None
+        target = rng.choice(list(everyone)) if etype in INTERACTIONS else None
         root = None
         if etype == "reply_created" and posts:
             post = rng.choice(posts)
@@ -634,7 +641,7 @@ def organisations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, str]
             actor,
             people[actor],
             target,
-            None if target is None else people[target] if target in directory else "unknown",
+            None if target is None else everyone[target] if target in directory else "unknown",
             content=f"c{i}" if etype in ("post_created", "reply_created") else None,
             root=f"c{i}" if etype == "post_created" else root,
             late=rng.random() < 0.1,
@@ -735,8 +742,8 @@ def test_ei_index_hand_checked_example(ch: Any) -> None:
 
 
 def test_ei_index_edge_cases(ch: Any) -> None:
-    """Only internal ties = -1, only external = +1, an active unit without ties = NULL; a
-    person's tie with themself is no tie."""
+    """Only internal ties = -1, only external = +1, an active unit without ties = NULL, a unit
+    that only received ties = +1 (it has a row); a person's tie with themself is no tie."""
     set_config(ch, min_group_size=1)
     t0 = int(DAY0.timestamp() * 1000)
     facts = ties(("A1", "A2"), ("A2", "A1"), ("B1", "C1"))
@@ -746,7 +753,8 @@ def test_ei_index_edge_cases(ch: Any) -> None:
     assert got["A"] == (2, 0, -1.0)
     assert got["B"] == (0, 1, 1.0)
     assert got["D"] == (0, 0, None)
-    assert "C" not in got, "C took part in a tie but was not active (no group of active people)"
+    assert got["C"] == (0, 1, 1.0), "C only received a tie from B: external to C as well"
+    assert got["*"] == (2, 1, round(-1 / 3, 9))
 
 
 def test_every_view_suppresses_groups_below_k(ch: Any) -> None:
@@ -816,20 +824,45 @@ def test_example_questions_in_the_docs_run(ch: Any) -> None:
         ch.query(sql)
 
 
-def test_daily_baseline_ratio_equals_its_oracle(ch: Any) -> None:
-    """Six weeks of random daily activity per unit; day d's ratio = events(d) / mean of
-    events(d - 7i), i = 1..4 (0 when absent); no row before 4 weeks of history."""
-    rng = random.Random(5)
+def oracle_baseline(
+    counts: dict[tuple[int, str], int], week: int
+) -> dict[tuple[int, str], tuple[int, float, float | None]]:
+    """(period, unit) -> (events, baseline, ratio): events against the mean of the same period
+    of each of the 4 weeks before. A period without any event at all is missing and a missing
+    week means no baseline (no row, never a 0 in the mean); a unit without events in a period
+    that has some counts 0; the ratio is None when the baseline is 0. ``week``: the period key
+    distance of one week (7 for day numbers, 604800 for window starts in seconds)."""
+    seen = {period for (period, _), n in counts.items() if n > 0}
+    out: dict[tuple[int, str], tuple[int, float, float | None]] = {}
+    for (period, unit), n in counts.items():
+        past = [period - week * i for i in range(1, 5)]
+        if n == 0 or not all(q in seen for q in past):
+            continue
+        base = sum(counts.get((q, unit), 0) for q in past) / 4
+        out[(period, unit)] = (n, base, round(n / base, 9) if base else None)
+    return out
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_daily_baseline_ratio_equals_its_oracle(ch: Any, seed: int) -> None:
+    """Seven weeks of random daily activity per unit, two days without any event at all (the
+    pipeline was down), duplicates and late copies: day d's ratio = events(d) / the mean of
+    events(d - 7i), i = 1..4 (0 for a unit absent on a day with events; no row when one of
+    those days had no event at all, nor before 4 weeks of history)."""
+    rng = random.Random(seed)
     t0 = int(DAY0.timestamp() * 1000)
+    down = set(rng.sample(range(1, 30), 2))
     facts, counts = [], Counter[tuple[int, str]]()
-    for d in range(42):
-        for unit in ("A", "B"):
-            n = 0 if rng.random() < 0.1 else rng.randrange(1, 6)
+    for d in range(49):
+        for unit in ("A", "B", "C"):
+            n = 0 if d in down or rng.random() < 0.2 else rng.randrange(1, 6)
             counts[(d, unit)] = n
             for i in range(n):
-                facts.append(
-                    event(f"{unit}{d}-{i}", "view", t0 + d * 24 * HOUR_MS + i, f"{unit}{i}", unit)
-                )
+                ts = t0 + d * 24 * HOUR_MS + rng.randrange(24 * HOUR_MS)
+                late = rng.random() < 0.2
+                facts.append(event(f"{unit}{d}-{i}", "view", ts, f"{unit}{i}", unit, late=late))
+    facts += [dict(ev, late=True) for ev in rng.sample(facts, len(facts) // 5)]  # copies
+    rng.shuffle(facts)
     set_config(ch, min_group_size=1)
     load(ch, facts, {})
     got = {
@@ -838,10 +871,6 @@ def test_daily_baseline_ratio_equals_its_oracle(ch: Any) -> None:
             "SELECT * FROM teilhabe.daily_baseline_ratio"
         ).result_rows
     }
-    expected = {}
-    for (d, unit), n in counts.items():
-        if n == 0 or d < 28:
-            continue
-        base = sum(counts[(d - 7 * i, unit)] for i in range(1, 5)) / 4
-        expected[(d, unit)] = (n, base, round(n / base, 9) if base else None)
+    expected = oracle_baseline(dict(counts), 7)
+    assert any(d - 7 * i in down for d, _ in counts for i in range(1, 5) if d >= 28)
     assert got == expected

@@ -4,6 +4,7 @@ idempotent rewrites."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ from typing import Any
 import pytest
 
 from pipeline.dev.clickhouse import EmbeddedClickHouse
-from pipeline.metrics.windows import Checkpoint, Clock, ClosedWindow, UnitWindow
+from pipeline.metrics.windows import NO_WATERMARK, Checkpoint, Clock, ClosedWindow, UnitWindow
 from pipeline.ops.exporter import PipelineMetrics
 from pipeline.ops.gauges import refresh_engagement_gauges
+from pipeline.ops.readings import closed_through
 from pipeline.sinks.clickhouse import get_client
 from pipeline.sinks.facts import EVENT_COLUMNS, ClickHouseSink, FactBatch, event_row
 from pipeline.sinks.migrate import migrate
@@ -105,28 +107,87 @@ def test_replayed_flush_rewrites_identical_rows_and_counts_once(sink: Any) -> No
 
 
 def test_baseline_ratio_gauge_shows_a_drop_in_one_unit_only(sink: Any) -> None:
-    """Same window of the 4 weeks before: A had 10 events, B 6; now A has 5, B 6."""
-    from dataclasses import replace
-
-    from pipeline.metrics.baseline import WEEK_S
-
+    """Same window of the 4 weeks before: A had 10 events, B 6; now A has 5, B 6. A week whose
+    window was never closed is no baseline (never 0); a unit absent from a closed window is 0."""
+    week_ms = 7 * 24 * 3600 * 1000
     s, _ = sink
     now = window(0, {"A": 5, "B": 6})
     reg = s.metrics.registry
 
     def at(weeks_back: int, units: dict[str, int]) -> ClosedWindow:
-        return replace(window(0, units), start_ms=now.start_ms - weeks_back * WEEK_S * 1000)
+        return replace(window(0, units), start_ms=now.start_ms - weeks_back * week_ms)
 
-    s.flush(facts([]), [at(w, {"A": 10, "B": 6}) for w in (1, 2, 3)] + [now], {})
+    s.flush(facts([]), [at(w, {"A": 10, "B": 6}) for w in (1, 2, 4)] + [now], {})
     refresh_engagement_gauges(s.client, s.database, s.metrics, 3600)
+    assert reg.get_sample_value("teilhabe_engagement_active_users", {"unit": "A"}) == 5
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "A"}) is None, (
-        "three weeks of history: no baseline yet"
+        "the window 3 weeks back was never closed: no baseline (not a 0 in the mean)"
     )
-    s.flush(facts([]), [at(4, {"A": 10, "B": 6})], {})
+    assert reg.get_sample_value("teilhabe_engagement_baseline_events", {"unit": "A"}) is None
+    s.flush(facts([]), [at(3, {"A": 10, "B": 6})], {})
     refresh_engagement_gauges(s.client, s.database, s.metrics, 3600)
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "A"}) == 0.5
     assert reg.get_sample_value("teilhabe_engagement_baseline_ratio", {"unit": "B"}) == 1.0
     assert reg.get_sample_value("teilhabe_engagement_baseline_events", {"unit": "A"}) == 10
+    s.flush(facts([]), [replace(window(1, {"C": 8}), start_ms=now.start_ms)], {})
+    s.flush(facts([]), [replace(window(1, {"C": 8}), start_ms=now.start_ms - week_ms)], {})
+    refresh_engagement_gauges(s.client, s.database, s.metrics, 3600)
+    assert reg.get_sample_value("teilhabe_engagement_baseline_events", {"unit": "C"}) == 2.0, (
+        "C had 8 events in one of the 4 closed windows and none in the others (0, not missing)"
+    )
+
+
+def test_newest_window_is_the_newest_every_partition_has_closed(sink: Any) -> None:
+    """Partition 0 has closed T0 and T0 + 1 h, partition 1 only T0 (its watermark is short of
+    T0 + 1 h + grace): the gauges show T0 with both partitions' people. Once partition 1's
+    watermark passes, T0 + 1 h shows although partition 1 had no event in it; a partition that
+    never saw an event (only end-of-input markers) holds nothing back."""
+    s, client = sink
+    reg = s.metrics.registry
+    t0 = int(T0.timestamp() * 1000)
+    hour, grace = 3_600_000, 600_000
+    assert client.query(
+        "SELECT value FROM teilhabe.config FINAL WHERE key = 'grace_s'"
+    ).result_rows == [("600",)]
+
+    def checkpoint(watermark_ms: int, closes: dict[int, int] | None = None) -> Checkpoint:
+        return Checkpoint(100, Clock(watermark_ms, ((0, watermark_ms),)), closes or {})
+
+    second = ClosedWindow(0, t0 + hour, hour, 20, window(0, {"A": 6}).units)
+    cps = {0: checkpoint(t0 + 2 * hour + grace), 1: checkpoint(t0 + 2 * hour + grace - 1)}
+    s.flush(facts([]), [window(0, {"A": 3}), window(1, {"A": 4}), second], cps)
+    refresh_engagement_gauges(s.client, s.database, s.metrics, 3600)
+    start = reg.get_sample_value("teilhabe_engagement_window_start_timestamp_seconds")
+    assert start == T0.timestamp(), "partition 1 may still add to T0 + 1 h"
+    assert reg.get_sample_value("teilhabe_engagement_active_users", {"unit": "A"}) == 7
+    never = Checkpoint(5, Clock(sources=((0, NO_WATERMARK),), idle=frozenset({0})), {})
+    s.flush(facts([]), [], {1: checkpoint(t0 + 2 * hour + grace), 2: never})
+    refresh_engagement_gauges(s.client, s.database, s.metrics, 3600)
+    start = reg.get_sample_value("teilhabe_engagement_window_start_timestamp_seconds")
+    assert start == T0.timestamp() + 3600
+    assert reg.get_sample_value("teilhabe_engagement_active_users", {"unit": "A"}) == 6
+    # partition 0 closes T0 + 2 h (rows); partition 1's checkpoint records that it closed it
+    # too (a close after its saved offset), whatever its saved watermark says
+    s.flush(facts([]), [replace(second, start_ms=t0 + 2 * hour)], {})
+    s.flush(facts([]), [], {1: checkpoint(t0 + hour, {t0 + 2 * hour: 120})})
+    refresh_engagement_gauges(s.client, s.database, s.metrics, 3600)
+    start = reg.get_sample_value("teilhabe_engagement_window_start_timestamp_seconds")
+    assert start == T0.timestamp() + 7200
+
+
+def test_closed_through_rule() -> None:
+    """The frontier rule without ClickHouse: the minimum over partitions of the newest window
+    each shows closed (rows, recorded closes, watermark minus window and grace)."""
+    hour = 3600
+    cp = Checkpoint(1, Clock(10 * hour * 1000 + 600_000), {})  # closes up to 9:00
+    assert closed_through(hour, 600, {0: 5 * hour}, {0: [cp]}) == 9 * hour
+    assert closed_through(hour, 600, {0: 5 * hour, 1: 3 * hour}, {0: [cp]}) == 3 * hour
+    never = Checkpoint(1, Clock(), {})
+    assert closed_through(hour, 600, {0: 5 * hour}, {1: [never]}) == 5 * hour
+    assert closed_through(hour, 600, {}, {1: [never]}) is None
+    assert closed_through(hour, 600, {0: hour}, {0: [Checkpoint(1, Clock(), {7_200_000: 9})]}) == (
+        2 * hour
+    )
 
 
 def test_unanswered_posts_gauge(sink: Any) -> None:
@@ -158,10 +219,12 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
         return ev
 
     rows = []
-    for i in range(6):  # unit A: 6 authors, each with one old post
+    for i in range(7):  # unit A: 7 authors, each with one old post
         rows.append(fact(f"a{i}", "post_created", now - 30 * hour, f"pa{i}", "A", f"a{i}"))
     rows.append(fact("r0", "reply_created", now - 29 * hour, "pb0", "B", "a0"))  # answered
     rows.append(fact("r1", "reply_created", now - 29 * hour, "pa1", "A", "a1"))  # self only
+    # a reply stamped a minute before its post (clock skew) answers it all the same
+    rows.append(fact("r2", "reply_created", now - 30 * hour - 60_000, "pb1", "B", "a2"))
     rows.append(fact("y", "post_created", now - 2 * hour, "pa0", "A", "y"))  # too young
     rows.append(fact("o", "post_created", now - 20 * 24 * hour, "pa0", "A", "o"))  # too old
     for i in range(2):  # unit B: 2 authors, below k = 5
@@ -173,8 +236,10 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
     reg = s.metrics.registry
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "A"}) == 5
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "B"}) is None
+    # k comes from the config table the views read, not from the worker's argument
+    s.client.insert("teilhabe.config", [("min_group_size", "1")], column_names=("key", "value"))
     refresh_unanswered_gauge(
-        s.client, s.database, s.metrics, target_h=24, lookback_days=14, min_group_size=1, now_ms=now
+        s.client, s.database, s.metrics, target_h=24, lookback_days=14, min_group_size=5, now_ms=now
     )
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "B"}) == 2
 
