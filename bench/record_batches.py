@@ -1,7 +1,7 @@
 """What the embedded broker's one-record-per-batch setting costs (``make bench-batches``).
 
 The dev path sets Faust's ``producer_max_batch_size=1`` and kafka-python's ``batch_size=1``
-for the embedded Tansu broker (its ListOffsets quirk, docs/reliability.md); Apache Kafka gets
+for the embedded Tansu broker (its ListOffsets quirk, docs/design.md); Apache Kafka gets
 full batches. This sends the same events to the embedded broker through aiokafka, as
 envelopes of 500 and as single events, each with one record per batch and with 16 KB
 batches, and prints wall time, the client's CPU time and events/s side by side. An envelope

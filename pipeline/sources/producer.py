@@ -55,7 +55,7 @@ def make_producer(
     ``tansu`` (the embedded dev broker): every record is its own batch. With several records
     per batch, the embedded broker now and then let a consumer skip a record (seen: about
     one run in eight lost one whole input message of the end-to-end test; 0 in 40 runs with
-    one record per batch), besides its ListOffsets quirk (docs/reliability.md). Envelopes keep
+    one record per batch), besides its ListOffsets quirk (docs/design.md). Envelopes keep
     the cost small; Apache Kafka gets full batches.
     """
     return KafkaProducer(
