@@ -64,7 +64,7 @@ bench-scale: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
 
-# The fault suite alone (it is part of make test too); full forms of the issue:
+# The fault suite alone (it is part of make test too); full forms (docs/reliability.md):
 # make faults TEILHABE_FAULTS_OUTAGE_S=60 TEILHABE_FAULTS_STALL_S=30
 faults: $(STAMP)
 	$(BIN)/pytest -q -s tests/faults

@@ -43,7 +43,7 @@ from tests.conftest import configure
 
 WINDOW_S = 3600
 GRACE_S = 1800
-#: Short forms run in ``make test``; the variables give the full forms of the issue.
+#: Short forms run in ``make test``; the variables give the full forms (docs/reliability.md).
 KILLS = int(os.environ.get("TEILHABE_FAULTS_KILLS", "10"))
 OUTAGE_S = float(os.environ.get("TEILHABE_FAULTS_OUTAGE_S", "20"))
 STALL_S = float(os.environ.get("TEILHABE_FAULTS_STALL_S", "20"))

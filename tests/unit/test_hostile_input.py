@@ -3,7 +3,8 @@ a reason from the closed set; good events beside it go on; nothing raises.
 
 Fuzzed with hypothesis (arbitrary bytes, arbitrary JSON, single mutations of valid events with
 the reason the contract prescribes, envelopes mixing good and bad events in varied JSON
-formatting) and checked on a corpus with one known-bad message per category of issue 6.
+formatting) and checked on a corpus with one known-bad message per category of hostile input
+(docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def nested(depth: int, leaf: bytes = b"1") -> bytes:
     return b"[" * depth + leaf + b"]" * depth
 
 
-# One known-bad message per category named in issue 6, with the reason it must get.
+# One known-bad message per category of hostile input (docs/reliability.md), with its reason.
 CORPUS: dict[str, tuple[bytes, str]] = {
     "not_json": (b"this is not json", "not_json"),
     "truncated_json": (ev()[:-7], "not_json"),
