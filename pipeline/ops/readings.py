@@ -156,8 +156,7 @@ class DayFigures:
 
 def newest_day_figures(client: Client, db: str) -> DayFigures:
     """Cross-silo, participation, ideation, space and platform figures of the newest day
-    (the views leave out groups below k; the platform query applies the views' k from config;
-    spaces and platforms are capped)."""
+    (the views leave out groups below k; spaces and platforms are capped)."""
     # duplicates cannot change the newest day: no FINAL (a merge of the whole table)
     day = client.query(f"SELECT max(day) FROM {db}.events").result_rows[0][0]
     if day is None or day.year < 1971:  # no facts yet
@@ -196,10 +195,8 @@ def newest_day_figures(client: Client, db: str) -> DayFigures:
     out.platforms = [
         (str(p), int(a))
         for p, a in client.query(
-            f"SELECT ifNull(platform, '') AS p, uniqExact(actor_id) AS people "
-            f"FROM {db}.events FINAL WHERE day = {{d:Date}} GROUP BY p "
-            f"HAVING people >= {K_SQL.replace('{db}', db)} "
-            f"ORDER BY people DESC, p LIMIT {TOP_PLATFORMS}",
+            f"SELECT platform, active_users FROM {db}.daily_active_by_platform "
+            f"WHERE day = {{d:Date}} ORDER BY active_users DESC, platform LIMIT {TOP_PLATFORMS}",
             parameters=params,
         ).result_rows
     ]

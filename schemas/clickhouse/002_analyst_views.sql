@@ -565,6 +565,18 @@ FROM
 )
 WHERE active_users >= {min_group_size};
 
+-- Active people per platform and day ('' when the event names none): the source of the gauge
+-- teilhabe_platform_active_users. Group: the platform's active people that day.
+CREATE OR REPLACE VIEW {db}.daily_active_by_platform AS
+SELECT day, platform, active_users
+FROM
+(
+    SELECT day, ifNull(platform, '') AS platform, uniqExact(actor_id) AS active_users
+    FROM {db}.events FINAL
+    GROUP BY day, platform
+)
+WHERE active_users >= {min_group_size};
+
 -- Community health per unit and day (SWOOP): people active in the 28 days ending that day /
 -- people active at least once in the 365 days ending that day. Group: the latter.
 CREATE OR REPLACE VIEW {db}.daily_community_health AS

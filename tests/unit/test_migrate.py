@@ -4,6 +4,7 @@ checksums, applied to the embedded ClickHouse through the HTTP server."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,11 +12,12 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from pipeline.contract.events import CONTRIBUTION_TYPES, INTERACTION_TYPES
 from pipeline.dev.clickhouse import EmbeddedClickHouse, start_embedded_server
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings, load_settings
 from pipeline.sinks.clickhouse import get_client
-from pipeline.sinks.migrate import migrate, migration_files, split_statements
+from pipeline.sinks.migrate import migrate, migration_files, split_statements, sql_tuple
 
 _db_numbers = itertools.count()
 
@@ -68,6 +70,39 @@ def test_bad_migration_files_are_config_errors(
         (tmp_path / name).write_text("SELECT 1;")
     with pytest.raises(ConfigError, match=message):
         migration_files(tmp_path)
+
+
+def test_contract_sets_are_filled_in_and_never_copied_into_the_sql() -> None:
+    """The contribution and interaction types have one definition, the event contract: the
+    SQL names them only as placeholders, and rendering fills in exactly the contract's sets."""
+    sets = {"{contribution_types}": CONTRIBUTION_TYPES, "{interaction_types}": INTERACTION_TYPES}
+    settings = load_settings()
+    used: set[str] = set()
+    for mig in migration_files():
+        for statement in split_statements(mig.text):
+            for literal in re.findall(r"\(\s*'[^()]*'\s*\)", statement):
+                names = frozenset(re.findall(r"'([^']*)'", literal))
+                for placeholder, types in sets.items():
+                    # the set itself, or a near copy (one type missing or one added)
+                    assert len(names & types) < len(types) - 1, (
+                        f"{mig.name}: literal {literal} copies {placeholder}; use the placeholder"
+                    )
+        used |= {p for p in sets if p in mig.text}
+        rendered = "\n".join(mig.render(settings))
+        assert not re.search(r"\{[a-z_]+\}", rendered), f"{mig.name}: placeholder left unfilled"
+        for placeholder, types in sets.items():
+            if placeholder in mig.text:
+                assert sql_tuple(types) in rendered
+    assert used == set(sets), "the views use both sets"
+    tuples = re.findall(r"'([a-z_]+)'", sql_tuple(CONTRIBUTION_TYPES))
+    assert set(tuples) == CONTRIBUTION_TYPES
+
+
+def test_sql_tuple_refuses_anything_but_plain_names() -> None:
+    assert sql_tuple(frozenset({"b", "a_c"})) == "('a_c', 'b')"
+    for bad in (frozenset(), frozenset({"x'); DROP TABLE t; --"}), frozenset({"A"})):
+        with pytest.raises(ValueError):
+            sql_tuple(bad)
 
 
 def test_packaged_migrations_are_found() -> None:
@@ -195,3 +230,4 @@ def test_min_group_size_is_written_to_the_config_table(env: tuple) -> None:
     assert rows["min_group_size"] == "9", "the newest value wins"
     assert rows["response_target_h"] == str(settings.response_target_h)
     assert rows["persona_ratio"] == str(settings.persona_ratio)
+    assert rows["grace_s"] == str(settings.grace_s)
