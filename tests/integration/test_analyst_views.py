@@ -810,6 +810,12 @@ def test_every_view_suppresses_groups_below_k(ch: Any) -> None:
             units = {r[1] for r in found} - {"*", ""}  # "": no space (S and L together)
             assert units == shown, f"{name} with k={k}: {units}"
         assert {(r[1], r[2]) for r in got["matrix"]} == {(u, u) for u in shown}
+        heads = rows(ch, "SELECT * FROM teilhabe.unit_headcount")
+        assert heads == {(u, {"S": 4, "L": 6}[u]) for u in shown}, f"headcount with k={k}"
+        platforms = rows(ch, "SELECT platform, active_users FROM teilhabe.daily_active_by_platform")
+        assert platforms == {("", 10)}, "S and L together: 10 people without a platform"
+    set_config(ch, min_group_size=11)
+    assert not rows(ch, "SELECT * FROM teilhabe.daily_active_by_platform")
 
 
 def test_example_questions_in_the_docs_run(ch: Any) -> None:
