@@ -170,8 +170,15 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
     deadletter_topic = raw_topic(settings.topic_deadletter, 1)
     directory_topic = raw_topic(settings.topic_directory, 1, compacting=True)
     app.conf.GlobalTable = DirectoryTable  # type: ignore[assignment]
+    # recovery_buffer_size=1: after the start, a record on the directory topic is applied at
+    # once (with the default of 1000, live changes wait in Faust's buffer until 1000 arrived)
     directory = app.GlobalTable(
-        "directory", key_type=bytes, value_type=bytes, partitions=1, changelog_topic=directory_topic
+        "directory",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=1,
+        changelog_topic=directory_topic,
+        recovery_buffer_size=1,
     )
     sink = ClickHouseSink(
         lambda: get_client(settings),

@@ -176,3 +176,84 @@ def test_a_failed_write_is_retried_with_its_keys(env: Any) -> None:
     mirror.retry(plan)  # the write failed: nothing marked written, the keys noted again
     sync(mirror, table, [])
     check(mirror, client, m, table)
+
+
+def scraped_headcounts(stack: Any) -> list[dict[str, float]]:
+    """teilhabe_directory_headcount of each running worker's /metrics."""
+    import re
+    import urllib.request
+
+    out = []
+    for url in stack.worker_metrics_urls():
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        pattern = r'^teilhabe_directory_headcount\{unit="(.*)"\} (\S+)$'
+        out.append({m.group(1): float(m.group(2)) for m in re.finditer(pattern, text, re.M)})
+    return out
+
+
+def test_two_workers_mirror_a_move_and_a_leaver_and_one_exports_the_headcount(
+    tmp_path: Path,
+) -> None:
+    """Through Kafka: the directory topic, the workers' tables, the leader's mirror, the view
+    and /metrics. A person moved and a leaver's tombstone show in the mirror, the view and the
+    gauge; exactly one worker exports the headcount (the other its family empty)."""
+    import time
+
+    from pipeline.dev.devstack import DevStack
+    from pipeline.sources.producer import make_producer
+
+    mp = pytest.MonkeyPatch()
+    settings = configure(mp, tmp_path, min_group_size=2)
+    table = {f"{i:032x}".encode(): record("IT" if i < 3 else "HR") for i in range(6)}
+    try:
+        with DevStack(settings) as stack:
+            producer = make_producer(stack.bootstrap, tansu=settings.tansu)
+            for key, value in table.items():
+                producer.send(settings.topic_directory, key=key, value=value).get(timeout=30)
+            stack.start_worker()
+            stack.start_worker()
+            client = get_client(settings)
+
+            def state() -> tuple[dict[str, str], dict[str, int], list[dict[str, float]]]:
+                people = client.query(
+                    "SELECT person_id, unit FROM teilhabe.directory_people FINAL"
+                ).result_rows
+                view = client.query("SELECT unit, people FROM teilhabe.unit_headcount")
+                return dict(people), dict(view.result_rows), scraped_headcounts(stack)
+
+            def settled() -> tuple[dict[str, str], dict[str, int], list[dict[str, float]]]:
+                expected = oracle(table)
+                big = {u: n for u, n in Counter(expected.values()).items() if n >= 2}
+                deadline = time.monotonic() + 90
+                while True:
+                    people, view, scraped = state()
+                    exported = [s for s in scraped if s]
+                    done = people == expected and view == big and len(scraped) == 2
+                    if done and exported == [{u: float(n) for u, n in big.items()}]:
+                        return people, view, scraped
+                    if time.monotonic() > deadline:
+                        return people, view, scraped
+                    time.sleep(0.5)
+
+            def check_settled() -> None:
+                people, view, scraped = settled()
+                expected = oracle(table)
+                big = {u: float(n) for u, n in Counter(expected.values()).items() if n >= 2}
+                assert people == expected
+                assert view == {u: int(n) for u, n in big.items()}
+                assert sorted(map(len, scraped)) == [0, len(big)], "one worker exports it"
+                assert [s for s in scraped if s] == [big]
+
+            check_settled()  # IT 3, HR 3
+            moved, leaver, joiner = b"%032x" % 0, b"%032x" % 3, b"%032x" % 6
+            table[moved] = record("HR")
+            del table[leaver]
+            table[joiner] = record("Sales")  # alone: below k, in the mirror, not in the view
+            producer.send(settings.topic_directory, key=moved, value=table[moved]).get(30)
+            producer.send(settings.topic_directory, key=leaver, value=None).get(30)  # tombstone
+            producer.send(settings.topic_directory, key=joiner, value=table[joiner]).get(30)
+            producer.close()
+            check_settled()  # IT 2, HR 3, Sales 1 (suppressed)
+            client.close()
+    finally:
+        mp.undo()
