@@ -31,6 +31,7 @@ from tests.faults.harness import (
     assert_equal_to_oracle,
     dataset_from_spec,
     read_figures,
+    read_records,
 )
 
 pytestmark = pytest.mark.integration
@@ -111,23 +112,10 @@ def small_org(root: Path) -> Dataset:
 
 def kafka_dump(bootstrap: str, topics: list[str]) -> bytes:
     """Every key, value and header of every record in ``topics``, concatenated."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=5000,
-        group_id=None,
-    )
     parts: list[bytes] = []
-    try:
-        for record in consumer:
-            parts += [record.key or b"", record.value or b""]
-            parts += [v for _, v in record.headers or []]
-    finally:
-        consumer.close()
+    for record in read_records(bootstrap, *topics):
+        parts += [record.key or b"", record.value or b""]
+        parts += [v for _, v in record.headers or []]
     return b"\n".join(parts)
 
 

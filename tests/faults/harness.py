@@ -29,7 +29,12 @@ import orjson
 import pytest
 
 from pipeline.dev import generator as gen
-from pipeline.dev.devstack import DevStack, consumed_fraction, wait_until_drained
+from pipeline.dev.devstack import (
+    DevStack,
+    consumed_fraction,
+    log_end_offsets,
+    wait_until_drained,
+)
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import get_client
 from pipeline.sources.producer import (
@@ -203,6 +208,38 @@ def metric_value(text: str, name: str, label: str = "") -> float:
     return total
 
 
+def read_records(bootstrap: str, *topics: str, timeout_s: float = 60.0) -> list[Any]:
+    """Every record of ``topics`` (all partitions) up to their high watermarks, as kafka-python
+    returns them: reads until each partition's position reaches its end, never waits for more."""
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    try:
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = log_end_offsets(consumer, tps)
+        consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"could not read {topics} to their ends"
+            for batch in consumer.poll(timeout_ms=200).values():
+                records += batch
+        return records
+    finally:
+        consumer.close()
+
+
 @dataclass
 class Report:
     """Figures of one scenario, printed at its end (``pytest -s``) for the closing note."""
@@ -363,6 +400,27 @@ class FaultRun:
             return {tp.partition: o.offset for tp, o in got.items() if o.offset >= 0}
         finally:
             admin.close()
+
+    def group_offsets(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """(committed, log end) of every input and activity partition (committed -1: none)."""
+        from kafka import KafkaConsumer
+        from kafka.admin import KafkaAdminClient
+        from kafka.structs import TopicPartition
+
+        s = self.settings
+        tps = [TopicPartition(s.topic_events, p) for p in range(s.events_partitions)]
+        tps += [TopicPartition(s.topic_activity, p) for p in range(s.activity_partitions)]
+        admin = KafkaAdminClient(bootstrap_servers=self.stack.bootstrap, client_id="faults")
+        consumer = KafkaConsumer(bootstrap_servers=self.stack.bootstrap, enable_auto_commit=False)
+        try:
+            ends = log_end_offsets(consumer, tps)
+            got = admin.list_group_offsets({s.app_id: tps}).get(s.app_id, {})
+        finally:
+            consumer.close()
+            admin.close()
+        return {
+            (tp.topic, tp.partition): (got[tp].offset if tp in got else -1, ends[tp]) for tp in tps
+        }
 
     def checkpoint_offsets(self) -> dict[int, int]:
         """Offset of the newest saved checkpoint of each activity partition."""

@@ -33,7 +33,7 @@ def test_broker_frozen_then_resumed_loses_and_doubles_nothing(tmp_path: Path) ->
         broker = run.stack.broker
         assert broker is not None and broker.proc is not None, "needs the embedded broker"
         # input keeps coming before, during (the producer blocks too) and after the stall
-        worker = run.start_paced(STALL_S + 30)
+        worker = run.start_paced(STALL_S + 20)
         problems_before = metric_value(run.metrics_text(), "teilhabe_client_problems_total")
         os.kill(broker.proc.pid, signal.SIGSTOP)
         run.report.faults += 1

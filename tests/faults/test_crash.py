@@ -49,8 +49,8 @@ def test_kill9_at_random_moments_loses_and_doubles_nothing(
     expected = oracle(dataset.events, dataset.units)
     with FaultRun(tmp_path, dataset) as run:
         run.report.scenario = f"kill -9 x{KILLS} ({workers} worker{'s' if workers > 1 else ''})"
-        # paced so that the input lasts about as long as the kills (~7 s apart)
-        rate = len(dataset.events) / (KILLS * 7.0)
+        # paced so that the input lasts about as long as the kills (~6 s apart)
+        rate = len(dataset.events) / (KILLS * 6.0)
         run.produce(rate_per_s=rate, background=True)
         steady = run.start_worker() if workers == 2 else None
         for i in range(KILLS):

@@ -36,6 +36,7 @@ from tests.faults.harness import (
     make_dataset,
     metric_value,
     oracle,
+    read_records,
 )
 from tests.unit.test_hostile_input import CORPUS, MALFORMED_DIRECTORY, nested
 
@@ -220,19 +221,10 @@ def crashes(log: str) -> list[str]:
 
 def read_dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every record of the dead-letter topic: value and headers."""
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000
-    )
-    try:
-        return [
-            {
-                "value": m.value or b"",
-                **{k: v.decode(errors="replace") for k, v in (m.headers or [])},
-            }
-            for m in consumer
-        ]
-    finally:
-        consumer.close()
+    return [
+        {"value": m.value or b"", **{k: v.decode(errors="replace") for k, v in (m.headers or [])}}
+        for m in read_records(bootstrap, topic)
+    ]
 
 
 def unit_rows(run: FaultRun, actors: list[str]) -> Counter[tuple[str, str]]:

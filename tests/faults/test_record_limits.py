@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer
 
 from pipeline.contract.records import TRUNCATED_HEADER, record_size
 from pipeline.sources.producer import make_producer, read_jsonl
@@ -30,28 +29,13 @@ from tests.faults.harness import (
     make_dataset,
     metric_value,
     oracle,
+    read_records,
 )
 
 pytestmark = pytest.mark.integration
 
 LIMIT = 1_000_000  # the default of TEILHABE_KAFKA_MAX_RECORD_BYTES
 MAX_MESSAGE_BYTES = 1_048_576  # the default of TEILHABE_MAX_MESSAGE_BYTES
-
-
-def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of ``topic`` (all partitions), as kafka-python returns them."""
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=4000,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
-    try:
-        return list(consumer)
-    finally:
-        consumer.close()
 
 
 def huge_event(event_id: str, template: dict[str, Any], size: int) -> bytes:
@@ -87,7 +71,7 @@ def test_every_record_bounded_and_oversized_input_dead_lettered(tmp_path: Path) 
         assert worker.poll() is None, "the worker must keep running"
         actual = run.figures()
         topics = {
-            name: read_topic(run.stack.bootstrap, name)
+            name: read_records(run.stack.bootstrap, name)
             for name in (s.topic_events, s.topic_activity, s.topic_deadletter, s.topic_directory)
         }
 

@@ -41,7 +41,7 @@ def test_clickhouse_down_then_back_loses_and_doubles_nothing(tmp_path: Path) -> 
         clickhouse = run.stack.clickhouse
         assert clickhouse is not None, "the test needs the embedded ClickHouse it can stop"
         # the input keeps coming before, during and after the outage
-        worker = run.start_paced(OUTAGE_S + 30)
+        worker = run.start_paced(OUTAGE_S + 20)
         clickhouse.stop()  # a real outage: nothing listens any more
         outage_started = time.monotonic()
         run.report.faults += 1

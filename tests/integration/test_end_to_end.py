@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer
 
 from pipeline.dev import generator as gen
 from pipeline.dev.devstack import DevStack, wait_until_drained
@@ -26,7 +25,7 @@ from pipeline.sources.producer import (
     read_jsonl,
 )
 from tests.conftest import TEST_KEY, configure
-from tests.faults.harness import WINDOW_S, metric_value, oracle
+from tests.faults.harness import WINDOW_S, metric_value, oracle, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -122,14 +121,10 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
             urllib.request.urlopen(u, timeout=5).read().decode()
             for u in stack.worker_metrics_urls()
         ]
-        dlq = KafkaConsumer(
-            settings.topic_deadletter,
-            bootstrap_servers=stack.bootstrap,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=3000,
-        )
-        dead = [(dict(m.headers)["reason"].decode(), m.value) for m in dlq]
-        dlq.close()
+        dead = [
+            (dict(m.headers)["reason"].decode(), m.value)
+            for m in read_records(stack.bootstrap, settings.topic_deadletter)
+        ]
         client = get_client(settings)
         db = settings.clickhouse_database
         windows = client.query(

@@ -24,7 +24,6 @@ from urllib.parse import urlencode
 
 import orjson
 import pytest
-from kafka import KafkaConsumer
 
 from pipeline.contract.pseudonym import Pseudonymiser
 from pipeline.dev.devstack import DevStack
@@ -32,7 +31,7 @@ from pipeline.ops.exporter import PipelineMetrics
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import get_client
 from tests.conftest import TEST_KEY, configure
-from tests.faults.harness import metric_value
+from tests.faults.harness import metric_value, read_records
 from tests.faults.test_hostile_input import read_dead_letters
 
 pytestmark = pytest.mark.integration
@@ -226,13 +225,7 @@ def facts_dump(settings: Settings) -> str:
 
 
 def topic_values(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000
-    )
-    try:
-        return [m.value or b"" for m in consumer]
-    finally:
-        consumer.close()
+    return [m.value or b"" for m in read_records(bootstrap, topic)]
 
 
 def wait_for_port(stack: DevStack, timeout_s: float = 90) -> int:
