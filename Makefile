@@ -29,8 +29,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two pytest workers (pytest-xdist): the integration and fault tests spend most of their time
+# waiting on real processes; a module stays on one worker (its module fixtures run once).
 test: $(STAMP) prometheus lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

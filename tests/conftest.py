@@ -14,6 +14,32 @@ from pipeline.settings import Settings, load_settings
 
 TEST_KEY = "teilhabe-test-key-0123456789abcdef"
 
+#: The longest modules (real processes, paced input, fault windows), run first so that the two
+#: workers of ``make test`` (pytest-xdist, ``--dist loadscope``: a module stays on one worker)
+#: finish together instead of one of them starting a long module last.
+LONGEST_FIRST = (
+    "tests/faults/test_crash.py",
+    "tests/connectors/test_import_pipeline.py",
+    "tests/faults/test_broker_stall.py",
+    "tests/faults/test_sink_outage.py",
+    "tests/faults/test_rebalance.py",
+    "tests/integration/test_end_to_end.py",
+    "tests/ops/test_prometheus_server.py",
+    "tests/integration/test_real_size.py",
+    "tests/integration/test_cli.py",
+    "tests/faults/test_replay_and_late.py",
+    "tests/integration/test_silo_and_drop.py",
+    "tests/faults/test_record_limits.py",
+    "tests/faults/test_hostile_input.py",
+    "tests/integration/test_webhooks.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules of ``LONGEST_FIRST`` first, in its order; the order inside a module is kept."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
 
 def configure(mp: pytest.MonkeyPatch, root: Path, **values: object) -> Settings:
     """Settings for a run under ``root``, mirrored into the environment so that worker
