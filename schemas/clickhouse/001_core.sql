@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS {db}.engagement_window_partials
 ENGINE = ReplacingMergeTree
 ORDER BY (window_s, window_start, unit, partition);
 
--- Per-partition recovery points of the stream (see pipeline/metrics/windows.py).
+-- Per-partition recovery points of the stream (see pipeline/windows.py).
 CREATE TABLE IF NOT EXISTS {db}.stream_checkpoints
 (
     consumer_group String,
@@ -87,7 +87,7 @@ SELECT
     actor_id,
     actor_unit AS unit,
     count() AS events,
-    countIf(event_type IN {contribution_types}) AS contributions,
+    countIf(event_type IN ('post_created', 'reply_created', 'idea_submitted', 'idea_commented', 'share')) AS contributions,
     countIf(event_type = 'view') AS views,
     countIf(is_late = 1) AS late_events,
     sumMap(map(toString(event_type), toUInt64(1))) AS events_by_type

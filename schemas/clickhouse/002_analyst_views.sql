@@ -1,7 +1,7 @@
 -- Analyst views over the stored facts (issue 3). Names and columns are a contract: only ever
 -- added to. Every view computes from `events` (and the directory), so analysts can re-slice by
 -- any window; every view leaves out groups smaller than k people (config 'min_group_size',
--- TEILHABE_MIN_GROUP_SIZE; {min_group_size} below, filled in by pipeline/sinks/migrate.py). Definitions
+-- TEILHABE_MIN_GROUP_SIZE; {min_group_size} below, filled in by pipeline/migrate.py). Definitions
 -- and sources: docs/metrics.md.
 
 -- The org directory as the worker knows it (pseudonymised person -> unit), for denominators.
@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS {db}.directory_people
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY person_id;
 
--- Interactions (docs/design.md): a reply, reaction, mention or share with a target person other
+-- Interactions (DESIGN.md): a reply, reaction, mention or share with a target person other
 -- than the actor; direction actor unit -> target unit.
 CREATE OR REPLACE VIEW {db}.interactions AS
 SELECT
@@ -28,7 +28,7 @@ SELECT
     assumeNotNull(target_actor_id) AS target_id,
     ifNull(target_unit, 'unknown') AS to_unit
 FROM {db}.events FINAL
-WHERE event_type IN {interaction_types}
+WHERE event_type IN ('reply_created', 'reaction_added', 'mention', 'share')
   AND target_actor_id IS NOT NULL
   AND target_actor_id != actor_id;
 
@@ -71,29 +71,24 @@ FROM
 WHERE people >= {min_group_size};
 
 -- Krackhardt & Stern E-I index per unit and day, and for the whole org (unit = '*').
--- Unit u: internal = interactions with both sides in u (counted once), external = with exactly
--- one side in u (sent to or received from another unit: counted for the units of both ends).
--- Org: internal = inside a unit, external = across. ei_index = (external - internal) /
--- (external + internal), NULL without ties (a unit active that day without interactions);
--- cross_silo_share = external / (external + internal). A unit has a row when it was active or
--- at either end of a tie that day; its group: its distinct people active that day or at an
--- end of its ties ('*': all of them).
+-- Unit u: internal = interactions with both sides in u, external = with exactly one side in u
+-- (sent to or received from another unit). Org: internal = inside a unit, external = across.
+-- ei_index = (external - internal) / (external + internal), NULL when there is no tie (an active
+-- unit without interactions); cross_silo_share = external / (external + internal). The group of a unit: its active people that day; of '*':
+-- everyone active that day.
 CREATE OR REPLACE VIEW {db}.daily_ei_index AS
-SELECT g.day AS day, g.unit AS unit, t.internal AS internal, t.external AS external,
+SELECT a.day AS day, a.unit AS unit, t.internal AS internal, t.external AS external,
        if(t.internal + t.external = 0, NULL,
           (toInt64(t.external) - toInt64(t.internal)) / (t.internal + t.external)) AS ei_index,
        if(t.internal + t.external = 0, NULL, t.external / (t.internal + t.external)) AS cross_silo_share
 FROM
 (
-    SELECT day, arrayJoin([u, '*']) AS unit, uniqExact(person) AS people
-    FROM
-    (
-        SELECT day, actor_unit AS u, actor_id AS person FROM {db}.events FINAL
-        UNION ALL
-        SELECT day, to_unit AS u, target_id AS person FROM {db}.interactions
-    )
-    GROUP BY day, unit
-) AS g
+    SELECT day, actor_unit AS unit, uniqExact(actor_id) AS people
+    FROM {db}.events FINAL GROUP BY day, unit
+    UNION ALL
+    SELECT day, '*' AS unit, uniqExact(actor_id) AS people
+    FROM {db}.events FINAL GROUP BY day
+) AS a
 LEFT JOIN
 (
     SELECT day, unit, countIf(inside) AS internal, countIf(NOT inside) AS external
@@ -108,60 +103,46 @@ LEFT JOIN
     SELECT day, '*' AS unit, countIf(from_unit = to_unit) AS internal,
            countIf(from_unit != to_unit) AS external
     FROM {db}.interactions GROUP BY day
-) AS t ON g.day = t.day AND g.unit = t.unit
-WHERE g.people >= {min_group_size};
-
--- One row per post (post_created with a content_id) and its first reply by someone else
--- (a reply_created whose root_content_id is the post, by anyone but its author), however late
--- the reply came: the one definition behind daily_response and the gauge
--- teilhabe_unanswered_posts. A reply stamped before its post (clock skew between systems) is
--- an answer all the same, with a response time of 0: first_response_ms is never before
--- posted_ms (docs/metrics.md). first_response_ms and response_ms are NULL while unanswered.
--- Fact-level (pseudonymised ids, like `interactions`): read it through the k-suppressed views.
-CREATE OR REPLACE VIEW {db}.post_first_response AS
-SELECT p.day AS day, p.unit AS unit, p.event_id AS event_id, p.cid AS content_id,
-       p.author AS author_id, p.ts_ms AS posted_ms,
-       if(r.answered = 1, greatest(r.first_ms, p.ts_ms), NULL) AS first_response_ms,
-       if(r.answered = 1, greatest(r.first_ms, p.ts_ms) - p.ts_ms, NULL) AS response_ms
-FROM
-(
-    SELECT day, actor_unit AS unit, event_id, actor_id AS author, assumeNotNull(content_id) AS cid, ts_ms
-    FROM {db}.events FINAL
-    WHERE event_type = 'post_created' AND content_id IS NOT NULL
-) AS p
-LEFT JOIN
-(
-    SELECT q.cid AS cid, q.author AS author, min(e.ts_ms) AS first_ms, toUInt8(1) AS answered
-    FROM {db}.events AS e FINAL
-    INNER JOIN
-    (
-        SELECT DISTINCT assumeNotNull(content_id) AS cid, actor_id AS author
-        FROM {db}.events FINAL
-        WHERE event_type = 'post_created' AND content_id IS NOT NULL
-    ) AS q ON assumeNotNull(e.root_content_id) = q.cid
-    WHERE e.event_type = 'reply_created' AND e.root_content_id IS NOT NULL
-      AND e.actor_id != q.author
-    GROUP BY q.cid, q.author
-) AS r ON p.cid = r.cid AND p.author = r.author;
+) AS t ON a.day = t.day AND a.unit = t.unit
+WHERE a.people >= {min_group_size};
 
 -- Response (CHAOSS Time to First Response): per day of the post and unit of its author, the
--- posts, those whose first reply by someone else (post_first_response) came within the target
--- (config 'response_target_h', TEILHABE_RESPONSE_TARGET_H), and the median and 0.9 quantile of
--- the time to that first reply over the answered posts (however late the answer; NaN while
--- none is answered). Group: the distinct authors of the posts.
+-- posts, those whose first reply by someone else came within the target (config
+-- 'response_target_h', TEILHABE_RESPONSE_TARGET_H), and the median time to that first reply
+-- over the answered posts (however late the answer; a reply stamped before its post, i.e. clock
+-- skew, is ignored). Group: the distinct authors of the posts.
 CREATE OR REPLACE VIEW {db}.daily_response AS
 SELECT day, unit, posts, answered_within_target, median_first_response_s, p90_first_response_s
 FROM
 (
     SELECT
-        day,
-        unit,
+        p.day AS day,
+        p.unit AS unit,
         count() AS posts,
-        countIf(isNotNull(response_ms) AND assumeNotNull(response_ms) <= 3600000 * (SELECT toUInt32OrDefault(any(value), toUInt32(24)) FROM {db}.config FINAL WHERE key = 'response_target_h')) AS answered_within_target,
-        quantileExactInclusiveIf(0.5)(assumeNotNull(response_ms) / 1000, isNotNull(response_ms)) AS median_first_response_s,
-        quantileExactInclusiveIf(0.9)(assumeNotNull(response_ms) / 1000, isNotNull(response_ms)) AS p90_first_response_s,
-        uniqExact(author_id) AS authors
-    FROM {db}.post_first_response
+        countIf(r.first_ms > 0 AND r.first_ms - p.ts_ms <= 3600000 * (SELECT toUInt32OrDefault(any(value), toUInt32(24)) FROM {db}.config FINAL WHERE key = 'response_target_h')) AS answered_within_target,
+        quantileExactInclusiveIf(0.5)((r.first_ms - p.ts_ms) / 1000, r.first_ms > 0) AS median_first_response_s,
+        quantileExactInclusiveIf(0.9)((r.first_ms - p.ts_ms) / 1000, r.first_ms > 0) AS p90_first_response_s,
+        uniqExact(p.author) AS authors
+    FROM
+    (
+        SELECT day, actor_unit AS unit, actor_id AS author, assumeNotNull(content_id) AS cid, ts_ms
+        FROM {db}.events FINAL
+        WHERE event_type = 'post_created' AND content_id IS NOT NULL
+    ) AS p
+    LEFT JOIN
+    (
+        SELECT q.cid AS cid, min(e.ts_ms) AS first_ms
+        FROM {db}.events AS e FINAL
+        INNER JOIN
+        (
+            SELECT assumeNotNull(content_id) AS cid, actor_id AS author, ts_ms AS posted_ms
+            FROM {db}.events FINAL
+            WHERE event_type = 'post_created' AND content_id IS NOT NULL
+        ) AS q ON assumeNotNull(e.root_content_id) = q.cid
+        WHERE e.event_type = 'reply_created' AND e.root_content_id IS NOT NULL
+          AND e.actor_id != q.author AND e.ts_ms >= q.posted_ms
+        GROUP BY q.cid
+    ) AS r ON p.cid = r.cid
     GROUP BY day, unit
 )
 WHERE authors >= {min_group_size};
@@ -178,7 +159,7 @@ SELECT day, unit,
 FROM
 (
     SELECT day, actor_unit AS unit, actor_id,
-           countIf(event_type IN {contribution_types}) AS contributions,
+           countIf(event_type IN ('post_created', 'reply_created', 'idea_submitted', 'idea_commented', 'share')) AS contributions,
            (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'heavy_contributions') AS h
     FROM {db}.events FINAL
     GROUP BY day, unit, actor_id
@@ -186,14 +167,10 @@ FROM
 GROUP BY day, unit
 HAVING count() >= {min_group_size};
 
--- Engagement against its seasonal baseline (docs/metrics.md), one rule at two grains: the
--- baseline of a period (a UTC day here, a stream window in window_baseline_ratio) is the mean
--- of the unit's events in the same period of each of the 4 weeks before. A past period with
--- events of other units but none of this unit counts 0; a past period without any event at
--- all (the pipeline was down, or nobody was active) is missing, and a missing week means no
--- baseline (no row), never 0: a week of downtime must not hide a drop. ratio = events /
--- baseline_events, NULL when the baseline is 0. Day grain: the facts, late events included.
--- Group: the unit's active people.
+-- Engagement against its seasonal baseline per unit and day: events / the mean of the same
+-- weekday in the 4 weeks before (a day without events counts 0); NULL baseline before 4 weeks
+-- of history exist, NULL ratio when the baseline is 0. The basis of the drop alert (its live
+-- twin: the gauge teilhabe_engagement_baseline_ratio). Group: the unit's active people.
 CREATE OR REPLACE VIEW {db}.daily_baseline_ratio AS
 SELECT c.day AS day, c.unit AS unit, c.events AS events,
        p.events / 4 AS baseline_events,
@@ -203,46 +180,14 @@ FROM
     SELECT day, actor_unit AS unit, count() AS events, uniqExact(actor_id) AS people
     FROM {db}.events FINAL GROUP BY day, unit
 ) AS c
-INNER JOIN
-(
-    SELECT day + 7 * w AS target_day
-    FROM (SELECT DISTINCT day FROM {db}.events) ARRAY JOIN [1, 2, 3, 4] AS w
-    GROUP BY target_day
-    HAVING count() = 4
-) AS h ON c.day = h.target_day
 LEFT JOIN
 (
     SELECT day + 7 * w AS target_day, actor_unit AS unit, count() AS events
     FROM {db}.events FINAL ARRAY JOIN [1, 2, 3, 4] AS w
     GROUP BY target_day, unit
 ) AS p ON c.day = p.target_day AND c.unit = p.unit
-WHERE c.people >= {min_group_size};
-
--- The same rule per closed stream window (the live twin: the gauges
--- teilhabe_engagement_baseline_ratio / _events read the newest window of it): a window's
--- events against the same window of each of the 4 weeks before; a week whose window holds no
--- closed rows at all is missing (no baseline). On-time events only (the windows'); group: the
--- unit's active people in the window (as engagement_windows).
-CREATE OR REPLACE VIEW {db}.window_baseline_ratio AS
-SELECT c.window_start AS window_start, c.window_s AS window_s, c.unit AS unit,
-       c.events AS events,
-       p.events / 4 AS baseline_events,
-       if(p.events = 0, NULL, c.events / (p.events / 4)) AS ratio
-FROM {db}.engagement_windows AS c
-INNER JOIN
-(
-    SELECT window_s, addWeeks(window_start, w) AS target
-    FROM (SELECT DISTINCT window_s, window_start FROM {db}.engagement_window_partials)
-    ARRAY JOIN [1, 2, 3, 4] AS w
-    GROUP BY window_s, target
-    HAVING count() = 4
-) AS h ON c.window_s = h.window_s AND c.window_start = h.target
-LEFT JOIN
-(
-    SELECT window_s, addWeeks(window_start, w) AS target, unit, sum(events) AS events
-    FROM {db}.engagement_window_partials FINAL ARRAY JOIN [1, 2, 3, 4] AS w
-    GROUP BY window_s, target, unit
-) AS p ON c.window_s = p.window_s AND c.window_start = p.target AND c.unit = p.unit;
+WHERE c.people >= {min_group_size}
+  AND c.day - 28 >= (SELECT min(day) FROM {db}.events FINAL);
 
 -- DAU / WAU / MAU and stickiness per unit and day: distinct active people that day, in the 7
 -- and in the 28 days ending that day; stickiness = DAU / MAU. Group: DAU.
@@ -263,7 +208,7 @@ FROM
 )
 WHERE dau >= greatest(1, {min_group_size});
 
--- Boundary spanners per unit and day (docs/design.md): people who interacted (sent or received)
+-- Boundary spanners per unit and day (DESIGN.md): people who interacted (sent or received)
 -- with people of at least config 'boundary_spanner_units' (TEILHABE_BOUNDARY_SPANNER_UNITS,
 -- default 3) other units that day; 'unknown' is not a unit. Group: the unit's active people.
 CREATE OR REPLACE VIEW {db}.daily_boundary_spanners AS
@@ -336,7 +281,7 @@ FROM
     FROM
     (
         SELECT day, actor_unit AS unit, actor_id,
-               countIf(event_type IN {contribution_types}) AS c
+               countIf(event_type IN ('post_created', 'reply_created', 'idea_submitted', 'idea_commented', 'share')) AS c
         FROM {db}.events FINAL
         GROUP BY day, unit, actor_id
     )
@@ -417,7 +362,7 @@ LEFT JOIN
     (
         SELECT actor_id, min(day) AS first_day, argMin(actor_unit, (ts_ms, event_id)) AS first_unit
         FROM {db}.events FINAL
-        WHERE event_type IN {contribution_types}
+        WHERE event_type IN ('post_created', 'reply_created', 'idea_submitted', 'idea_commented', 'share')
         GROUP BY actor_id
     )
     GROUP BY day, unit
@@ -559,21 +504,9 @@ FROM
 (
     SELECT day, ifNull(space_id, '') AS space_id, ifNull(platform, '') AS platform,
            uniqExact(actor_id) AS active_users, count() AS events,
-           countIf(event_type IN {contribution_types}) AS contributions
+           countIf(event_type IN ('post_created', 'reply_created', 'idea_submitted', 'idea_commented', 'share')) AS contributions
     FROM {db}.events FINAL
     GROUP BY day, space_id, platform
-)
-WHERE active_users >= {min_group_size};
-
--- Active people per platform and day ('' when the event names none): the source of the gauge
--- teilhabe_platform_active_users. Group: the platform's active people that day.
-CREATE OR REPLACE VIEW {db}.daily_active_by_platform AS
-SELECT day, platform, active_users
-FROM
-(
-    SELECT day, ifNull(platform, '') AS platform, uniqExact(actor_id) AS active_users
-    FROM {db}.events FINAL
-    GROUP BY day, platform
 )
 WHERE active_users >= {min_group_size};
 
@@ -596,11 +529,3 @@ FROM
 WHERE d <= (SELECT max(day) FROM {db}.events FINAL)
   AND d IN (SELECT DISTINCT day FROM {db}.events FINAL)
   AND active_365d >= {min_group_size};
-
--- Headcount per unit in the directory mirror (directory_people), the denominator of adoption
--- and the source of the gauge teilhabe_directory_headcount. Group: the unit's people.
-CREATE OR REPLACE VIEW {db}.unit_headcount AS
-SELECT unit, count() AS people
-FROM {db}.directory_people FINAL
-GROUP BY unit
-HAVING people >= {min_group_size};
