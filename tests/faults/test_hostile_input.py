@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer
 
 from pipeline.contract.pseudonym import Pseudonymiser
 from pipeline.contract.records import Envelope
@@ -190,28 +189,11 @@ def run(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 
 def lagging(run: FaultRun) -> list[str]:
     """``topic[partition] committed/end`` of every partition the group has not finished."""
-    from kafka import TopicPartition
-    from kafka.admin import KafkaAdminClient
-
-    from pipeline.dev.devstack import log_end_offsets
-
-    s = run.settings
-    tps = [TopicPartition(s.topic_events, p) for p in range(s.events_partitions)]
-    tps += [TopicPartition(s.topic_activity, p) for p in range(s.activity_partitions)]
-    admin = KafkaAdminClient(bootstrap_servers=run.stack.bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=run.stack.bootstrap, enable_auto_commit=False)
-    try:
-        ends = log_end_offsets(consumer, tps)
-        done = admin.list_group_offsets({s.app_id: tps}).get(s.app_id, {})
-    finally:
-        consumer.close()
-        admin.close()
-    out = []
-    for tp in tps:
-        committed = done[tp].offset if tp in done else -1
-        if committed < ends[tp]:
-            out.append(f"{tp.topic}[{tp.partition}] {committed}/{ends[tp]}")
-    return out
+    return [
+        f"{topic}[{partition}] {committed}/{end}"
+        for (topic, partition), (committed, end) in sorted(run.group_offsets().items())
+        if committed < end
+    ]
 
 
 def crashes(log: str) -> list[str]:
