@@ -127,10 +127,9 @@ class LeaderDuties:
             metrics,
             s.response_target_h,
             s.unanswered_lookback_days,
-            s.min_group_size,
             int(time.time() * 1000),
         )
-        refresh_fact_gauges(sink.client, sink.database, metrics, s.min_group_size)
+        refresh_fact_gauges(sink.client, sink.database, metrics)
         refresh_headcount_gauge(sink.client, sink.database, metrics)
 
     async def refresh_facts(self) -> None:

@@ -50,21 +50,17 @@ def refresh_unanswered_gauge(
     metrics: PipelineMetrics,
     target_h: int,
     lookback_days: int,
-    min_group_size: int,
     now_ms: int,
 ) -> None:
     """Set ``teilhabe_unanswered_posts{unit}`` (k-suppressed by authors in SQL, with the k of
-    ``{db}.config`` the views use; ``min_group_size`` is not used any more)."""
+    ``{db}.config`` the views use)."""
     rows = readings.unanswered_by_unit(client, db, target_h, lookback_days, now_ms)
     metrics.fact_gauges.publish({metrics.unanswered_posts: [((u,), n) for u, n in rows]})
 
 
-def refresh_fact_gauges(
-    client: Client, db: str, metrics: PipelineMetrics, min_group_size: int
-) -> None:
+def refresh_fact_gauges(client: Client, db: str, metrics: PipelineMetrics) -> None:
     """Set the cross-silo, participation, ideation, space and platform gauges from the newest
-    day of the facts (k from ``{db}.config`` as in the views; ``min_group_size`` is not used
-    any more)."""
+    day of the facts (k from ``{db}.config`` as in the views)."""
     m = metrics
     figures = readings.newest_day_figures(client, db)
     families: dict[SnapshotGauge, list[Sample]] = {

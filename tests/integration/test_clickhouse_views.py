@@ -231,7 +231,7 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
         rows.append(fact(f"b{i}", "post_created", now - 30 * hour, f"pb{i}", "B", f"b{i}"))
     s.flush(facts(rows), [], {})
     refresh_unanswered_gauge(
-        s.client, s.database, s.metrics, target_h=24, lookback_days=14, min_group_size=5, now_ms=now
+        s.client, s.database, s.metrics, target_h=24, lookback_days=14, now_ms=now
     )
     reg = s.metrics.registry
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "A"}) == 5
@@ -239,7 +239,7 @@ def test_unanswered_posts_gauge(sink: Any) -> None:
     # k comes from the config table the views read, not from the worker's argument
     s.client.insert("teilhabe.config", [("min_group_size", "1")], column_names=("key", "value"))
     refresh_unanswered_gauge(
-        s.client, s.database, s.metrics, target_h=24, lookback_days=14, min_group_size=5, now_ms=now
+        s.client, s.database, s.metrics, target_h=24, lookback_days=14, now_ms=now
     )
     assert reg.get_sample_value("teilhabe_unanswered_posts", {"unit": "B"}) == 2
 
@@ -300,7 +300,7 @@ def test_fact_gauges_show_the_newest_day_of_the_views(sink: Any) -> None:
             )
         )
     s.flush(facts(rows), [], {})
-    refresh_fact_gauges(s.client, s.database, s.metrics, min_group_size=5)
+    refresh_fact_gauges(s.client, s.database, s.metrics)
     get = s.metrics.registry.get_sample_value
     assert get("teilhabe_ei_index", {"unit": "A"}) == (6 - 2) / 8
     assert get("teilhabe_ei_index", {"unit": "B"}) == 1.0
@@ -332,7 +332,7 @@ def test_space_and_platform_gauges_are_capped_and_k_suppressed(sink: Any) -> Non
         ev.update(actor_unit="A", space_id="tiny", platform="mattermost")
         rows.append(ev)
     s.flush(facts(rows), [], {})
-    refresh_fact_gauges(s.client, s.database, s.metrics, min_group_size=5)
+    refresh_fact_gauges(s.client, s.database, s.metrics)
     samples = {
         sample.labels["space"]: sample.value
         for family in s.metrics.registry.collect()

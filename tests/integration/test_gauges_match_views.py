@@ -30,7 +30,6 @@ from tests.integration.test_clickhouse_views import T0, facts
 pytestmark = pytest.mark.integration
 HOUR_MS = 3_600_000
 WEEK_MS = 7 * 24 * HOUR_MS
-WRONG_K = 1000  # what the worker passes; the gauges must use k from config instead
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +127,7 @@ def test_fact_gauges_equal_their_views(sink: ClickHouseSink, seed: int) -> None:
     t0 = int(T0.timestamp() * 1000)
     evs = random_facts(rng, t0, 2)
     sink.flush(facts([e for e in evs if not e["late"]], [e for e in evs if e["late"]]), [], {})
-    refresh_fact_gauges(sink.client, sink.database, sink.metrics, WRONG_K)
+    refresh_fact_gauges(sink.client, sink.database, sink.metrics)
     day = max(e["ts"] for e in unique(evs)) // 86_400_000 * 86_400
     m = sink.metrics
     assert samples(m, "teilhabe_facts_day_timestamp_seconds") == {(): day}
@@ -178,7 +177,7 @@ def test_unanswered_gauge_equals_post_first_response_and_its_oracle(
     now = int(T0.timestamp() * 1000) + 3 * 24 * HOUR_MS
     evs = random_facts(rng, now - 3 * 24 * HOUR_MS, 3)
     sink.flush(facts([e for e in evs if not e["late"]], [e for e in evs if e["late"]]), [], {})
-    refresh_unanswered_gauge(sink.client, sink.database, sink.metrics, 6, 2, WRONG_K, now)
+    refresh_unanswered_gauge(sink.client, sink.database, sink.metrics, 6, 2, now)
     since, until = now - 2 * 24 * HOUR_MS, now - 6 * HOUR_MS
     got = samples(sink.metrics, "teilhabe_unanswered_posts")
     rows = view(

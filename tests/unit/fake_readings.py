@@ -66,8 +66,8 @@ def refreshes(m: PipelineMetrics) -> dict[str, Callable[[], None]]:
     client: Any = None
     out: dict[str, Callable[[], None]] = {
         "engagement": lambda: gauges.refresh_engagement_gauges(client, "db", m, 3600),
-        "unanswered": lambda: gauges.refresh_unanswered_gauge(client, "db", m, 48, 14, 1, 0),
-        "facts": lambda: gauges.refresh_fact_gauges(client, "db", m, 1),
+        "unanswered": lambda: gauges.refresh_unanswered_gauge(client, "db", m, 48, 14, 0),
+        "facts": lambda: gauges.refresh_fact_gauges(client, "db", m),
     }
     if hasattr(gauges, "refresh_headcount_gauge"):
         out["headcount"] = lambda: gauges.refresh_headcount_gauge(client, "db", m)
