@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from functools import partial
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -14,9 +15,42 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.dev.devstack import DevStack
+from pipeline.dev.supervisor import RestartPolicy, Supervised, Supervisor
 from pipeline.settings import Settings
 
 DEMO_ENV = {"TEILHABE_DEMO": "1"}
+
+
+def supervise_workers(
+    stack: DevStack, workers: int, policy: RestartPolicy | None = None
+) -> Supervisor:
+    """Start ``workers`` workers of ``stack``, each restarted when it exits (see
+    pipeline/dev/supervisor.py); the caller calls ``check()`` on the result regularly."""
+    supervisor = Supervisor(
+        [
+            Supervised(
+                f"worker-{i}",
+                partial(stack.start_worker, slot=i),
+                stack.log_dir / f"worker-{i}.log",
+                policy,
+            )
+            for i in range(workers)
+        ]
+    )
+    supervisor.start()
+    return supervisor
+
+
+def start_generator(stack: DevStack, rate: float) -> subprocess.Popen[bytes]:
+    """``teilhabe generate --live`` against the stack, logging to ``logs/generator.log``."""
+    with open(stack.log_dir / "generator.log", "ab") as gen_log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli.main", "generate", "--live", "--rate", str(rate)],
+            env=stack.worker_env(),
+            stdout=gen_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def run_demo(settings: Settings, rate: float, workers: int = 1, seconds: float = 0.0) -> None:
@@ -35,17 +69,8 @@ def run_demo(settings: Settings, rate: float, workers: int = 1, seconds: float =
     signal.signal(signal.SIGTERM, on_signal)
     console.print("[bold]Teilhabe demo[/bold]: starting broker, ClickHouse and workers ...")
     with DevStack(settings, extra_env=env) as stack:
-        for _ in range(workers):
-            stack.start_worker()
-        gen_env = stack.worker_env()
-        gen_log = open(stack.log_dir / "generator.log", "ab")  # noqa: SIM115 - closed below
-        generator = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli.main", "generate", "--live", "--rate", str(rate)],
-            env=gen_env,
-            stdout=gen_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        supervisor = supervise_workers(stack, workers)
+        generator = start_generator(stack, rate)
         from pipeline.sinks.clickhouse import get_client
 
         client = get_client(settings)
@@ -53,8 +78,9 @@ def run_demo(settings: Settings, rate: float, workers: int = 1, seconds: float =
         try:
             with Live(console=console, refresh_per_second=1, transient=False) as live:
                 while not stop and (not seconds or time.monotonic() - started < seconds):
-                    live.update(_view(settings, stack, client, generator))
+                    live.update(view(settings, stack, client, generator, supervisor))
                     for _ in range(20):
+                        supervisor.check()  # raises SupervisionGaveUp: the demo stops
                         if stop:
                             break
                         time.sleep(0.1)
@@ -65,14 +91,18 @@ def run_demo(settings: Settings, rate: float, workers: int = 1, seconds: float =
                 generator.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 generator.kill()
-            gen_log.close()
             client.close()
     console.print("demo stopped; data stays in " + str(settings.data_dir))
 
 
-def _view(
-    settings: Settings, stack: DevStack, client: object, generator: subprocess.Popen[bytes]
+def view(
+    settings: Settings,
+    stack: DevStack,
+    client: object,
+    generator: subprocess.Popen[bytes],
+    supervisor: Supervisor,
 ) -> Group:
+    """The live view: where things run, worker status and restarts, the current window."""
     db = settings.clickhouse_database
     window_ms = settings.window_s * 1000
     now_ms = int(time.time() * 1000)
@@ -95,10 +125,9 @@ def _view(
         else:
             table.add_row(unit, str(active), str(events), str(contrib))
     total = client.query(f"SELECT count() FROM {db}.events").result_rows[0][0]  # type: ignore[attr-defined]
-    alive = sum(1 for w in stack.workers if w.poll() is None)
     info = Text.from_markup(
         f"broker [cyan]{stack.bootstrap}[/]  clickhouse [cyan]{settings.clickhouse_dsn}[/]  "
-        f"workers alive [cyan]{alive}[/]  generator "
+        f"workers alive [cyan]{supervisor.status()}[/]  generator "
         f"[cyan]{'running' if generator.poll() is None else 'stopped'}[/]\n"
         f"metrics {' '.join(stack.worker_metrics_urls()) or '(starting)'}\n"
         f'events in ClickHouse: [bold]{total}[/]   query: teilhabe query "SELECT * FROM '

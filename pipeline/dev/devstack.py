@@ -87,9 +87,12 @@ class DevStack:
         env.setdefault("TEILHABE_METRICS_PORT", "0")
         return env
 
-    def start_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Spawn ``teilhabe worker`` with its log in ``data_dir/logs/worker-N.log``."""
-        n = len(self.workers)
+    def start_worker(
+        self, env: dict[str, str] | None = None, slot: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Spawn ``teilhabe worker`` with its log in ``data_dir/logs/worker-N.log``; ``slot``
+        N replaces worker N (a restart, appending to its log) instead of adding one."""
+        n = len(self.workers) if slot is None else slot
         log_path = self.log_dir / f"worker-{n}.log"
         full_env = self.worker_env()
         full_env.update(env or {})
@@ -101,7 +104,10 @@ class DevStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.workers.append(proc)
+        if n < len(self.workers):
+            self.workers[n] = proc
+        else:
+            self.workers.append(proc)
         log.info("worker started pid=%s log=%s", proc.pid, log_path)
         return proc
 
