@@ -20,10 +20,13 @@ from mode.utils.queues import FlowControlEvent
 from agents import engagement, ingest, leader, webhooks
 from agents.consumer import KeepQueuesFlowControl, NoDropConsumer
 from agents.delivery import Delivery
+from agents.kafka_auth import faust_credentials
 from agents.runtime import Runtime
 from pipeline.contract.pseudonym import Pseudonymiser
+from pipeline.kafka_security import kafka_security
 from pipeline.ops.brokerprobe import BrokerWatch
 from pipeline.ops.exporter import PipelineMetrics
+from pipeline.ops.grouplag import GroupLagProbe
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import get_client
 from pipeline.sinks.directory import DirectorySync
@@ -32,6 +35,7 @@ from pipeline.sinks.facts import ClickHouseSink
 log = logging.getLogger("teilhabe.worker")
 
 BROKER_PROBE_INTERVAL_S = 5.0
+GROUP_LAG_INTERVAL_S = 30.0
 
 
 class DirectoryTable(GlobalTable):
@@ -121,9 +125,11 @@ def state_dir(settings: Settings) -> Path:
 def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> Runtime:
     """Build the Faust app with its topics, table and agents for ``settings``."""
     dev_only: dict[str, Any] = {"producer_max_batch_size": 1} if settings.tansu else {}
+    security = kafka_security(settings)  # TLS / SASL (README "Kafka security")
     app = TeilhabeApp(
         settings.app_id,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=faust_credentials(security),
         store="memory://",
         datadir=str(state_dir(settings)),
         web_enabled=False,
@@ -203,11 +209,19 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
     engagement.register(rt)
     webhooks.register(rt)
 
-    watch = BrokerWatch(bootstrap, metrics)
+    watch = BrokerWatch(bootstrap, metrics, ssl_context=security.ssl_context)
 
     @app.timer(interval=BROKER_PROBE_INTERVAL_S)
     async def broker_probe() -> None:
         await watch.check()
+
+    # the input's backlog as the broker sees it: PipelineStalled (docs/runbooks.md)
+    inputs = {settings.topic_events: settings.events_partitions}
+    lag = GroupLagProbe(bootstrap, settings.app_id, inputs, metrics)
+
+    @app.timer(interval=GROUP_LAG_INTERVAL_S)
+    async def group_lag() -> None:
+        await lag.check()
 
     mirror = DirectorySync(sink)
     cast(DirectoryTable, directory).on_changed = mirror.note

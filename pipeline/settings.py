@@ -7,8 +7,10 @@ message that names the variable, what is allowed and what it got.
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -20,6 +22,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pipeline.errors import ConfigError
 
 ENV_PREFIX = "TEILHABE_"
+
+#: ``TEILHABE_*`` variables that are read outside ``Settings`` on purpose: the path of the env
+#: file itself, and the knobs of the fault tests (docs/reliability.md). Every other
+#: ``TEILHABE_*`` name must be a setting: a misspelt one stops the start (``check_known``).
+NOT_SETTINGS = frozenset(
+    {
+        "TEILHABE_ENV_FILE",
+        "TEILHABE_FAULTS_KILLS",
+        "TEILHABE_FAULTS_OUTAGE_S",
+        "TEILHABE_FAULTS_STALL_S",
+    }
+)
 
 
 class Settings(BaseSettings):
@@ -75,6 +89,33 @@ class Settings(BaseSettings):
     )
     broker_session_timeout_s: float = Field(
         0, ge=0, description="Consumer group session timeout; 0 = 6 s embedded, 30 s otherwise."
+    )
+
+    # --- Kafka security (README "Kafka security"; checked by pipeline.kafka_security) -------
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka client connects: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT "
+        "or SASL_SSL (SASL over TLS). Anything but PLAINTEXT needs TEILHABE_KAFKA_BOOTSTRAP.",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (SSL, "
+        "SASL_SSL); unset = the system's CAs. Broker host names are always verified.",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS; needs ..._SSL_KEYFILE."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None,
+        description="Private key (PEM, unencrypted) of the client certificate; must be "
+        "readable by its owner only.",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (SASL_PLAINTEXT, SASL_SSL)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="File holding the SASL password; must be readable by its owner only."
     )
 
     # --- ClickHouse ------------------------------------------------------------------------
@@ -260,6 +301,13 @@ class Settings(BaseSettings):
             raise ValueError("set TEILHABE_PSEUDONYM_KEY or TEILHABE_PSEUDONYM_KEY_FILE, not both")
         return self
 
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        from pipeline.kafka_security import check_combination
+
+        check_combination(self)  # raises ConfigError naming the variable
+        return self
+
     # --- derived ---------------------------------------------------------------------------
     @property
     def embedded_broker(self) -> bool:
@@ -361,8 +409,46 @@ def redact_url(value: object) -> object:
     return value
 
 
+def setting_names() -> list[str]:
+    """The environment variable of every setting."""
+    return [ENV_PREFIX + name.upper() for name in Settings.model_fields]
+
+
+def check_known(names: Iterable[str], where: str = "") -> None:
+    """ConfigError for each ``TEILHABE_*`` name in ``names`` that is no setting (and not in
+    ``NOT_SETTINGS``), with the closest valid name; ``where`` says where it was found."""
+    valid = setting_names()
+    known = set(valid) | NOT_SETTINGS
+    lines = []
+    for name in sorted({n.upper() for n in names if n.upper().startswith(ENV_PREFIX)} - known):
+        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "`teilhabe config --markdown` lists them"
+        lines.append(f"unknown setting {name}{where}; {hint}")
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
+def _env_file_names(env_file: object) -> list[str]:
+    """Variable names in the env file(s) Settings reads (none when there is none)."""
+    from dotenv import dotenv_values
+
+    files = env_file if isinstance(env_file, list | tuple) else [env_file]
+    names: list[str] = []
+    for file in files:
+        if file is not None and Path(str(file)).is_file():
+            names.extend(dotenv_values(Path(str(file)), encoding="utf-8"))
+    return names
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment; turn validation errors into one clear ConfigError."""
+    """Read settings from the environment; turn validation errors into one clear ConfigError.
+
+    A ``TEILHABE_*`` variable (in the environment or the env file) that is no setting stops
+    the start with the closest valid name: a misspelt setting would be ignored otherwise.
+    """
+    check_known(os.environ)
+    env_file = overrides.get("_env_file", Settings.model_config.get("env_file"))
+    check_known(_env_file_names(env_file), f" in {env_file}")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

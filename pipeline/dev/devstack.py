@@ -22,6 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from pipeline.dev.broker import EmbeddedBroker
+from pipeline.kafka_security import client_kwargs
 from pipeline.ops.topics import ensure_topics
 from pipeline.settings import Settings
 
@@ -165,9 +166,13 @@ def log_end_offsets(
 
 def consumed_fraction(bootstrap: str, settings: Settings) -> tuple[int, int]:
     """(committed, end) offsets summed over the input and activity topics for the app's group."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="teilhabe-progress")
+    security = client_kwargs(settings)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="teilhabe-progress", **security)
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, client_id="teilhabe-progress", enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        client_id="teilhabe-progress",
+        enable_auto_commit=False,
+        **security,
     )
     try:
         tps = [
@@ -228,7 +233,9 @@ class Pacer:
         """Input messages the workers have committed (all partitions)."""
         if self._admin is None:
             self._admin = KafkaAdminClient(
-                bootstrap_servers=self._bootstrap, client_id="teilhabe-pacer"
+                bootstrap_servers=self._bootstrap,
+                client_id="teilhabe-pacer",
+                **client_kwargs(self.settings),
             )
         app = self.settings.app_id
         offsets = self._admin.list_group_offsets({app: self._tps}).get(app, {})

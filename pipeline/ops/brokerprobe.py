@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 import time
 
@@ -26,10 +27,16 @@ def _request(correlation_id: int) -> bytes:
     return struct.pack(">i", len(body)) + body
 
 
-async def probe_one(host: str, port: int, timeout_s: float) -> float:
-    """Round-trip time (s) of an ApiVersions request to ``host:port``; raises on failure."""
+async def probe_one(
+    host: str, port: int, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+) -> float:
+    """Round-trip time (s) of an ApiVersions request to ``host:port`` (over TLS with
+    ``ssl_context``, as the Kafka clients connect); raises on failure."""
     started = time.perf_counter()
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    connect = asyncio.open_connection(
+        host, port, ssl=ssl_context, server_hostname=host if ssl_context else None
+    )
+    reader, writer = await asyncio.wait_for(connect, timeout_s)
     try:
         correlation_id = int(started * 1000) & 0x7FFFFFFF
         writer.write(_request(correlation_id))
@@ -44,14 +51,18 @@ async def probe_one(host: str, port: int, timeout_s: float) -> float:
         writer.close()
 
 
-async def probe(bootstrap: str, timeout_s: float) -> float:
+async def probe(
+    bootstrap: str, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+) -> float:
     """Round-trip time of the first bootstrap server that answers; raises the last error
-    (TimeoutError, OSError) when none does."""
+    (TimeoutError, OSError) when none does. ApiVersions needs no SASL authentication."""
     error: BaseException = ConnectionError(f"no bootstrap servers in {bootstrap!r}")
     for server in filter(None, (s.strip() for s in bootstrap.split(","))):
         host, _, port = server.rpartition(":")
         try:
-            return await probe_one(host.strip("[]") or "localhost", int(port or 9092), timeout_s)
+            return await probe_one(
+                host.strip("[]") or "localhost", int(port or 9092), timeout_s, ssl_context
+            )
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             error = exc
     raise error
@@ -67,8 +78,10 @@ class BrokerWatch:
         metrics: PipelineMetrics,
         timeout_s: float = 3.0,
         log_interval_s: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.ssl_context = ssl_context
         self.metrics = metrics
         self.timeout_s = timeout_s
         self.log_interval_s = log_interval_s
@@ -78,7 +91,7 @@ class BrokerWatch:
     async def check(self) -> bool:
         """One probe; True when the broker answered."""
         try:
-            rtt = await probe(self.bootstrap, self.timeout_s)
+            rtt = await probe(self.bootstrap, self.timeout_s, self.ssl_context)
         except Exception as exc:  # noqa: BLE001 - every failure means "not answering"
             now = time.monotonic()
             self.metrics.broker_up.set(0)

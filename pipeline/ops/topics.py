@@ -13,6 +13,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.errors import BrokerError
+from pipeline.ops.preflight import preflight, sasl_error
 from pipeline.settings import Settings
 
 log = logging.getLogger("teilhabe.topics")
@@ -29,13 +30,22 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 
 def ensure_topics(bootstrap: str, settings: Settings, timeout_s: float = 30.0) -> None:
-    """Create missing topics before anyone produces (auto-created ones may mismatch)."""
+    """Create missing topics before anyone produces (auto-created ones may mismatch); the
+    Kafka preflight runs first (``pipeline.ops.preflight``)."""
+    security = preflight(bootstrap, settings)  # TLS / SASL problems: a ConfigError now
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="teilhabe-admin")
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap,
+                client_id="teilhabe-admin",
+                **security.client_kwargs(),
+            )
             break
         except KafkaError as exc:
+            config_error = sasl_error(bootstrap, security, exc)
+            if config_error is not None:
+                raise config_error from None
             if time.monotonic() > deadline:
                 raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
             time.sleep(0.5)

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import orjson
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from pipeline.contract.pseudonym import Pseudonymiser
 from pipeline.contract.records import (
@@ -26,6 +27,7 @@ from pipeline.contract.records import (
     pack,
     value_budget,
 )
+from pipeline.ops.preflight import preflight, sasl_error
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,11 @@ def read_jsonl(path: Path) -> Iterator[bytes]:
 
 
 def make_producer(
-    bootstrap: str, *, tansu: bool, max_request_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    bootstrap: str,
+    *,
+    tansu: bool,
+    max_request_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    security: dict[str, Any] | None = None,
 ) -> KafkaProducer:
     """A kafka-python producer tuned for throughput with acks from the leader.
 
@@ -57,6 +63,8 @@ def make_producer(
     one run in eight lost one whole input message of the end-to-end test; 0 in 40 runs with
     one record per batch), besides its ListOffsets quirk (docs/design.md). Envelopes keep
     the cost small; Apache Kafka gets full batches.
+
+    ``security``: TLS / SASL arguments (``pipeline.kafka_security.client_kwargs``).
     """
     return KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -65,6 +73,7 @@ def make_producer(
         batch_size=1 if tansu else 256 * 1024,
         max_request_size=max_request_bytes,
         client_id="teilhabe-producer",
+        **(security or {}),
     )
 
 
@@ -282,9 +291,16 @@ def record_limits(settings: Settings) -> dict[str, Any]:
 
 
 def producer_for(settings: Settings, bootstrap: str | None = None) -> KafkaProducer:
-    """A producer for ``settings`` (its broker kind and record limit)."""
-    return make_producer(
-        bootstrap or settings.kafka_bootstrap,
-        tansu=settings.tansu,
-        max_request_bytes=settings.kafka_max_record_bytes,
-    )
+    """A producer for ``settings`` (its broker kind, record limit and security), after the
+    preflight: a TLS or SASL problem ends here with a ConfigError naming the setting."""
+    bootstrap = bootstrap or settings.kafka_bootstrap
+    security = preflight(bootstrap, settings)
+    try:
+        return make_producer(
+            bootstrap,
+            tansu=settings.tansu,
+            max_request_bytes=settings.kafka_max_record_bytes,
+            security=security.client_kwargs(),
+        )
+    except KafkaError as exc:
+        raise sasl_error(bootstrap, security, exc) or exc from None
