@@ -26,7 +26,6 @@ from pipeline.contract.pseudonym import Pseudonymiser
 from pipeline.kafka_security import kafka_security
 from pipeline.ops.brokerprobe import BrokerWatch
 from pipeline.ops.exporter import PipelineMetrics
-from pipeline.ops.grouplag import GroupLagProbe
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import get_client
 from pipeline.sinks.directory import DirectorySync
@@ -35,7 +34,6 @@ from pipeline.sinks.facts import ClickHouseSink
 log = logging.getLogger("teilhabe.worker")
 
 BROKER_PROBE_INTERVAL_S = 5.0
-GROUP_LAG_INTERVAL_S = 30.0
 
 
 class DirectoryTable(GlobalTable):
@@ -214,14 +212,6 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
     @app.timer(interval=BROKER_PROBE_INTERVAL_S)
     async def broker_probe() -> None:
         await watch.check()
-
-    # the input's backlog as the broker sees it: PipelineStalled (docs/runbooks.md)
-    inputs = {settings.topic_events: settings.events_partitions}
-    lag = GroupLagProbe(bootstrap, settings.app_id, inputs, metrics)
-
-    @app.timer(interval=GROUP_LAG_INTERVAL_S)
-    async def group_lag() -> None:
-        await lag.check()
 
     mirror = DirectorySync(sink)
     cast(DirectoryTable, directory).on_changed = mirror.note
