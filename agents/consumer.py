@@ -28,7 +28,7 @@ log = logging.getLogger("teilhabe.consumer")
 
 class NoDropConsumer(AIOKafkaConsumer):
     """``getmany`` that seeks back over records it fetched but did not hand out, or whose
-    hand-out Faust abandoned."""
+    hand-out Faust abandoned. Patched internals: ``agents.faust_patches``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -154,7 +154,7 @@ class KeepQueuesFlowControl(FlowControlEvent):
     never processed (traced here: input offset 20 delivered to the agent's queue at the moment
     of "Worker ready", never seen by the agent; the commit then stalled at that offset, or
     Faust acknowledged it as skipped and an envelope was lost). Resuming flow that is not
-    suspended now keeps the queues.
+    suspended now keeps the queues. Listed in ``agents.faust_patches``.
     """
 
     def resume(self) -> None:
