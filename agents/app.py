@@ -26,6 +26,7 @@ from pipeline.contract.pseudonym import Pseudonymiser
 from pipeline.kafka_security import kafka_security
 from pipeline.ops.brokerprobe import BrokerWatch
 from pipeline.ops.exporter import PipelineMetrics
+from pipeline.ops.grouplag import GroupLagProbe
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import get_client
 from pipeline.sinks.directory import DirectorySync
@@ -34,6 +35,7 @@ from pipeline.sinks.facts import ClickHouseSink
 log = logging.getLogger("teilhabe.worker")
 
 BROKER_PROBE_INTERVAL_S = 5.0
+GROUP_LAG_INTERVAL_S = 30.0
 
 
 class DirectoryTable(GlobalTable):
@@ -46,7 +48,7 @@ class DirectoryTable(GlobalTable):
 
     ``on_changed`` gets the keys of every changelog batch once the table holds it (set or
     deleted: a tombstone is a key whose value is gone), so the directory mirror writes only
-    what changed (``pipeline.sinks.directory``).
+    what changed (``pipeline.sinks.directory``). Both overrides: ``agents.faust_patches``.
     """
 
     on_changed: Callable[[Iterable[object]], None] | None = None
@@ -73,7 +75,8 @@ class TeilhabeApp(faust.App):
     last partial batches and flush what the windows have closed, and the consumer commits
     what that acknowledged. A restart then resumes at the committed offsets and replays open
     windows from their checkpoint. Bounded by ``shutdown_timeout_s``: with ClickHouse down
-    the worker still stops, and the replay after the restart loses nothing.
+    the worker still stops, and the replay after the restart loses nothing. The overridden
+    Faust internals are listed in ``agents.faust_patches``.
     """
 
     stop_hooks: list[StopHook]
@@ -212,6 +215,14 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
     @app.timer(interval=BROKER_PROBE_INTERVAL_S)
     async def broker_probe() -> None:
         await watch.check()
+
+    # the input's backlog as the broker sees it: PipelineStalled (docs/runbooks.md)
+    inputs = {settings.topic_events: settings.events_partitions}
+    lag = GroupLagProbe(bootstrap, settings.app_id, inputs, metrics)
+
+    @app.timer(interval=GROUP_LAG_INTERVAL_S)
+    async def group_lag() -> None:
+        await lag.check()
 
     mirror = DirectorySync(sink)
     cast(DirectoryTable, directory).on_changed = mirror.note

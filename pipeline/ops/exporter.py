@@ -96,6 +96,7 @@ class PipelineMetrics:
     ideation: SnapshotGauge
     facts_day: SnapshotGauge
     consumer_lag: Gauge
+    group_lag: Gauge
     space_active: SnapshotGauge
     platform_active: SnapshotGauge
     kafka_send_retries: Counter
@@ -279,6 +280,14 @@ class PipelineMetrics:
                 "teilhabe_consumer_lag_messages",
                 "Messages between the partition's high watermark and the next one this worker "
                 "hands out (set at each fetch; partitions bounded by the topic's count)",
+                ["topic", "partition"],
+                registry=r,
+            ),
+            group_lag=Gauge(
+                "teilhabe_consumer_group_lag_messages",
+                "Log-end offset minus the consumer group's committed offset, read from the "
+                "broker every 30 s by every worker alike (moves while the consumers are stuck; "
+                "input partitions)",
                 ["topic", "partition"],
                 registry=r,
             ),
