@@ -9,11 +9,18 @@ are recorded with the SHA-256 of the file in ``{db}.schema_migrations``; editing
 migration is an error (add a new one). A migration is recorded after all its statements ran, so
 a failed one is retried from its first statement: write statements that may run twice
 (``IF NOT EXISTS``, ``CREATE OR REPLACE VIEW``).
+
+Retention follows ``TEILHABE_FACTS_TTL_DAYS`` on every run, not only when a table is created:
+each table whose migrations give it a ``TTL <expr> + INTERVAL {ttl_days} DAY`` gets
+``ALTER TABLE ... MODIFY TTL`` when the TTL in force (``system.tables.engine_full``) differs
+(``apply_retention``). Lowering it deletes the rows now past it; raising it keeps the rows still
+there, but rows already deleted do not come back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +55,16 @@ CONTRACT_PLACEHOLDERS = {
     "{interaction_types}": sql_tuple(INTERACTION_TYPES),
 }
 _FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+#: A statement of a migration that sets a table's facts TTL: its table and TTL expression.
+_TTL_TABLE_RE = re.compile(
+    r"^\s*(?:CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?|ALTER\s+TABLE\s+)\{db\}\.`?(\w+)`?", re.I
+)
+_TTL_TEMPLATE_RE = re.compile(r"\bTTL\s+(.+?)\s*\+\s*INTERVAL\s+\{ttl_days\}\s+DAY\b", re.I | re.S)
+#: The TTL in force as ``system.tables.engine_full`` shows it: ``TTL <expr> + toIntervalDay(N)``.
+_TTL_IN_FORCE_RE = re.compile(r"\bTTL\s+(.+?)\s*\+\s*toIntervalDay\((\d+)\)", re.S)
+_COMMENT_RE = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+
+log = logging.getLogger("teilhabe.migrate")
 
 
 @dataclass(frozen=True)
@@ -154,15 +171,90 @@ def applied_migrations(client: Client, database: str) -> dict[int, tuple[str, st
     return {int(v): (str(name), str(checksum)) for v, name, checksum in rows}
 
 
+@dataclass(frozen=True)
+class RetentionChange:
+    """A table's facts TTL brought to ``TEILHABE_FACTS_TTL_DAYS``."""
+
+    table: str
+    before_days: int | None  # None: the table had no such TTL in force
+    after_days: int
+
+
+def facts_ttl_tables(files: list[Migration]) -> dict[str, str]:
+    """table -> TTL expression, for the tables whose migrations set ``TTL <expr> + INTERVAL
+    {ttl_days} DAY`` (in version order: a later ``MODIFY TTL`` wins)."""
+    out: dict[str, str] = {}
+    for mig in files:
+        for statement in split_statements(mig.text):
+            code = _COMMENT_RE.sub("", statement)
+            table, ttl = _TTL_TABLE_RE.match(code), _TTL_TEMPLATE_RE.search(code)
+            if table and ttl:
+                out[table.group(1)] = " ".join(ttl.group(1).split())
+    return out
+
+
+def ttl_days_in_force(client: Client, database: str, tables: list[str]) -> dict[str, int | None]:
+    """table -> days of its ``TTL ... + toIntervalDay(N)`` in force (None without one), for the
+    tables of ``tables`` that exist."""
+    rows = client.query(
+        "SELECT name, engine_full FROM system.tables "
+        "WHERE database = {db:String} AND has({tables:Array(String)}, name)",
+        parameters={"db": database, "tables": tables},
+    ).result_rows
+    out: dict[str, int | None] = {}
+    for name, engine_full in rows:
+        found = _TTL_IN_FORCE_RE.search(str(engine_full))
+        out[str(name)] = int(found.group(2)) if found else None
+    return out
+
+
+def apply_retention(
+    client: Client, settings: Settings, files: list[Migration] | None = None
+) -> list[RetentionChange]:
+    """Bring every facts TTL to ``TEILHABE_FACTS_TTL_DAYS``; nothing when it is already in force.
+
+    Lowering materialises the new TTL (``materialize_ttl_after_modify=1``): rows now past it are
+    deleted by a mutation (synchronous on chDB; on a server in the background, see
+    ``system.mutations``). Raising does not rewrite the table (``=0``): every TTL merge evaluates
+    the TTL in force, so the rows still there stay; rows already deleted are gone for good.
+    """
+    db = settings.clickhouse_database
+    templates = facts_ttl_tables(files if files is not None else migration_files())
+    days = settings.facts_ttl_days
+    changes: list[RetentionChange] = []
+    in_force = ttl_days_in_force(client, db, sorted(templates)) if templates else {}
+    for table, before in sorted(in_force.items()):
+        if before == days:
+            continue
+        expr = templates[table].replace("{db}", db)
+        lowering = before is None or days < before
+        client.command(
+            f"ALTER TABLE `{db}`.`{table}` MODIFY TTL {expr} + INTERVAL {days} DAY",
+            settings={"materialize_ttl_after_modify": 1 if lowering else 0},
+        )
+        change = RetentionChange(table, before, days)
+        changes.append(change)
+        log.warning(
+            "retention of %s.%s changed: TTL %s -> %s days (TEILHABE_FACTS_TTL_DAYS)%s",
+            db,
+            table,
+            "none" if before is None else before,
+            days,
+            "; rows older than that are being deleted" if lowering else "",
+        )
+    return changes
+
+
 def migrate(client: Client, settings: Settings, migrations_dir: Path | None = None) -> list[str]:
     """Apply pending migrations in version order; return the file names applied (idempotent).
 
     Raises ConfigError when an applied migration's file changed (its checksum differs) and
     lets ClickHouse errors of a failing statement through (nothing recorded for that file).
-    Afterwards the settings the views read (TEILHABE_MIN_GROUP_SIZE, TEILHABE_RESPONSE_TARGET_H,
-    TEILHABE_HEAVY_CONTRIBUTIONS, ..., and the window's grace TEILHABE_GRACE_S, with which
-    the engagement gauges tell which windows every partition has closed) are written to
-    ``{db}.config`` when that table exists.
+    Then the facts TTLs follow ``TEILHABE_FACTS_TTL_DAYS`` (``apply_retention``, logged when
+    changed). Afterwards the settings the views read (TEILHABE_MIN_GROUP_SIZE,
+    TEILHABE_RESPONSE_TARGET_H, TEILHABE_HEAVY_CONTRIBUTIONS, ..., and the window's grace
+    TEILHABE_GRACE_S, with which the engagement gauges tell which windows every partition has
+    closed) are written to ``{db}.config`` when that table exists.
     """
     db = settings.clickhouse_database
     files = migration_files(migrations_dir)
@@ -186,6 +278,7 @@ def migrate(client: Client, settings: Settings, migrations_dir: Path | None = No
             column_names=("version", "name", "checksum", "applied_at"),
         )
         applied.append(mig.name)
+    apply_retention(client, settings, files)
     if client.command(f"EXISTS TABLE `{db}`.config") == 1:
         values: dict[str, int | float] = {
             "min_group_size": settings.min_group_size,

@@ -4,7 +4,9 @@ checksums, applied to the embedded ClickHouse through the HTTP server."""
 from __future__ import annotations
 
 import itertools
+import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +19,13 @@ from pipeline.dev.clickhouse import EmbeddedClickHouse, start_embedded_server
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings, load_settings
 from pipeline.sinks.clickhouse import get_client
-from pipeline.sinks.migrate import migrate, migration_files, split_statements, sql_tuple
+from pipeline.sinks.migrate import (
+    facts_ttl_tables,
+    migrate,
+    migration_files,
+    split_statements,
+    sql_tuple,
+)
 
 _db_numbers = itertools.count()
 
@@ -240,3 +248,128 @@ def test_min_group_size_is_written_to_the_config_table(env: tuple) -> None:
     assert rows["response_target_h"] == str(settings.response_target_h)
     assert rows["persona_ratio"] == str(settings.persona_ratio)
     assert rows["grace_s"] == str(settings.grace_s)
+
+
+# --- retention: TEILHABE_FACTS_TTL_DAYS applies on every migrate ----------------------------
+
+DAY_MS = 86_400_000
+#: The interval of a table's TTL as ClickHouse shows it (an oracle independent of migrate.py).
+TTL_DAYS_RE = re.compile(r"TTL .*?toIntervalDay\((\d+)\)")
+
+
+def ttl_in_force(client: Client, db: str, table: str) -> tuple[int, int]:
+    """The TTL days of ``table`` read back from system.tables, as (engine_full, create query)."""
+    engine_full, create = client.query(
+        "SELECT engine_full, create_table_query FROM system.tables "
+        f"WHERE database = '{db}' AND name = '{table}'"
+    ).result_rows[0]
+    days = [TTL_DAYS_RE.search(text) for text in (engine_full, create)]
+    assert all(days), (engine_full, create)
+    return int(days[0].group(1)), int(days[1].group(1))  # type: ignore[union-attr]
+
+
+def test_the_tables_with_a_facts_ttl_are_found_in_the_migrations() -> None:
+    """Every CREATE TABLE of the packaged migrations that uses ``{ttl_days}``, found by a plain
+    text scan, is one whose TTL migrate keeps in line."""
+    expected = set()
+    for mig in migration_files():
+        for statement in split_statements(mig.text):
+            table = re.search(r"CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)", statement)
+            if table and "{ttl_days}" in statement:
+                expected.add(table.group(1))
+    assert expected == {"events"}
+    assert set(facts_ttl_tables(migration_files())) == expected
+    assert facts_ttl_tables(migration_files())["events"] == (
+        "toDate(fromUnixTimestamp64Milli(ts_ms, 'UTC'))"
+    )
+
+
+def test_a_later_modify_ttl_wins_and_comments_do_not_count(tmp_path: Path) -> None:
+    (tmp_path / "001_a.sql").write_text(FIRST)
+    (tmp_path / "002_b.sql").write_text(
+        "-- TTL x + INTERVAL {ttl_days} DAY in a comment\n"
+        "ALTER TABLE {db}.facts MODIFY TTL toDate(ts)\n  + INTERVAL {ttl_days} DAY;\n"
+        "CREATE TABLE IF NOT EXISTS {db}.other (id String) ENGINE = MergeTree ORDER BY id;"
+    )
+    assert facts_ttl_tables(migration_files(tmp_path)) == {"facts": "toDate(ts)"}
+
+
+def test_migrate_brings_the_facts_ttl_to_the_setting_both_ways(
+    server: EmbeddedClickHouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """730 -> 5000 -> 730 -> 5000 days on the real migrations: the TTL in force follows the
+    setting; lowering drops the rows now past it, raising keeps what is there (and brings
+    nothing back); an unchanged setting changes nothing."""
+    settings = server.settings.model_copy(
+        update={"clickhouse_database": f"ret{next(_db_numbers)}", "facts_ttl_days": 730}
+    )
+    db = settings.clickhouse_database
+    client = get_client(settings)
+
+    def run(days: int) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="teilhabe.migrate"):
+            migrate(client, settings.model_copy(update={"facts_ttl_days": days}))
+        return [r.getMessage() for r in caplog.records if "retention" in r.getMessage()]
+
+    def ages() -> list[int]:
+        rows = client.query(f"SELECT event_id FROM {db}.events ORDER BY ts_ms DESC").result_rows
+        return [int(event_id.removeprefix("age")) for (event_id,) in rows]
+
+    def mutations() -> int:
+        return int(client.command(f"SELECT count() FROM system.mutations WHERE database = '{db}'"))
+
+    try:
+        assert run(730) == []  # created with 730: nothing to change
+        assert ttl_in_force(client, db, "events") == (730, 730)
+
+        changed = run(5000)
+        assert ttl_in_force(client, db, "events") == (5000, 5000)
+        assert len(changed) == 1 and "TTL 730 -> 5000 days" in changed[0]
+        assert mutations() == 0, "raising does not rewrite the table"
+        assert run(5000) == [] and mutations() == 0, "equal: nothing done"
+
+        now_ms = int(time.time() * 1000)
+        client.insert(
+            f"{db}.events",
+            [(f"age{a}", "post_created", now_ms - a * DAY_MS, "a", "u", 1, 0) for a in AGES],
+            column_names=(
+                "event_id",
+                "event_type",
+                "ts_ms",
+                "actor_id",
+                "actor_unit",
+                "version",
+                "is_late",
+            ),
+        )
+        client.command(f"OPTIMIZE TABLE {db}.events FINAL")
+        assert ages() == [a for a in AGES if a <= 5000 - 2]
+
+        changed = run(730)
+        assert ttl_in_force(client, db, "events") == (730, 730)
+        assert len(changed) == 1 and "TTL 5000 -> 730 days" in changed[0]
+        assert "being deleted" in changed[0]
+        # chDB runs the MATERIALIZE TTL mutation synchronously: the old rows are gone already
+        assert ages() == [a for a in AGES if a <= 730 - 2]
+        client.command(f"OPTIMIZE TABLE {db}.events FINAL")
+        assert ages() == [a for a in AGES if a <= 730 - 2]
+
+        assert run(5000) and ttl_in_force(client, db, "events") == (5000, 5000)
+        assert ages() == [a for a in AGES if a <= 730 - 2], "deleted rows do not come back"
+    finally:
+        client.close()
+
+
+#: Ages (days) of the rows inserted: inside and outside both TTLs, two days from each boundary
+AGES = (10, 728, 732, 1000, 3000, 4998, 5002, 6000)
+
+
+def test_retention_applies_to_any_table_with_a_facts_ttl(env: tuple) -> None:
+    settings, client, folder, write = env
+    db = settings.clickhouse_database
+    write("001_facts.sql", FIRST)
+    assert migrate(client, settings, folder) == ["001_facts.sql"]
+    assert ttl_in_force(client, db, "facts") == (30, 30)
+    assert migrate(client, settings.model_copy(update={"facts_ttl_days": 10}), folder) == []
+    assert ttl_in_force(client, db, "facts") == (10, 10)
