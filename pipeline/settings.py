@@ -421,8 +421,15 @@ def check_known(names: Iterable[str], where: str = "") -> None:
     known = set(valid) | NOT_SETTINGS
     lines = []
     for name in sorted({n.upper() for n in names if n.upper().startswith(ENV_PREFIX)} - known):
-        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else "`teilhabe config --markdown` lists them"
+        # compared without the prefix, which every name shares
+        close = difflib.get_close_matches(
+            name.removeprefix(ENV_PREFIX), [v.removeprefix(ENV_PREFIX) for v in valid], n=1
+        )
+        hint = (
+            f"did you mean {ENV_PREFIX}{close[0]}?"
+            if close
+            else "`teilhabe config --markdown` lists them"
+        )
         lines.append(f"unknown setting {name}{where}; {hint}")
     if lines:
         raise ConfigError("\n".join(lines))

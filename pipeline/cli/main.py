@@ -413,6 +413,9 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except TeilhabeError as exc:  # a command without its own handler (e.g. produce's preflight)
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
 
 
 FormatName = Literal["table", "json", "csv"]

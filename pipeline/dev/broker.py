@@ -52,9 +52,18 @@ class EmbeddedBroker:
     127.0.0.1:40123
     """
 
-    def __init__(self, log_dir: Path, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        advertised_port: int = 0,
+    ) -> None:
+        """``advertised_port``: the port the metadata tells clients to connect to, when they
+        reach the broker through something else (a TLS terminator in the tests); 0 = ``port``."""
         self.host = host
         self.port = port or free_port(host)
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_dir / "broker.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -82,7 +91,7 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.host}:{self.advertised_port}",
             "--storage-engine",
             "memory://tansu/",
         ]

@@ -83,10 +83,12 @@ def _check_server(
     sock.settimeout(timeout_s)
     if not security.tls:
         answer = _api_versions(sock, server, security)
-        if answer[:1] in (b"\x15", b"\x16") and answer[1:2] == b"\x03":  # a TLS record
+        tls_record = answer[:1] in (b"\x15", b"\x16") and answer[1:2] == b"\x03"
+        if answer == CLOSED or tls_record:
+            what = "answered with TLS" if tls_record else "closed the connection unanswered"
             raise ConfigError(
-                f"the broker at {server} answered with TLS, but "
-                f"TEILHABE_KAFKA_SECURITY_PROTOCOL={security.protocol}: set it to SSL (or "
+                f"the broker at {server} {what}: does it expect TLS? "
+                f"TEILHABE_KAFKA_SECURITY_PROTOCOL is {security.protocol}; set it to SSL (or "
                 "SASL_SSL), with TEILHABE_KAFKA_SSL_CAFILE when its CA is not a system CA"
             )
         return
@@ -110,13 +112,32 @@ def _check_server(
         ) from None
     with tls:
         try:
-            _api_versions(tls, server, security)
+            answer = _api_versions(tls, server, security)
         except ssl.SSLError as exc:  # TLS 1.3: a refused client certificate shows here
             raise ConfigError(_tls_failed(server, exc, security, "session")) from None
+    if answer == CLOSED:  # after the handshake: what a refused client certificate looks like
+        if security.client_cert:
+            hint = (
+                "did it refuse the client certificate? check TEILHABE_KAFKA_SSL_CERTFILE and "
+                "TEILHABE_KAFKA_SSL_KEYFILE (a certificate signed by a CA the broker trusts)"
+            )
+        else:
+            hint = (
+                "does it require a client certificate (mutual TLS)? set "
+                "TEILHABE_KAFKA_SSL_CERTFILE and TEILHABE_KAFKA_SSL_KEYFILE"
+            )
+        raise ConfigError(f"the broker at {server} ended the TLS session unanswered: {hint}")
+
+
+#: What ``_api_versions`` returns when the server closed the connection before answering, and
+#: when it did not answer in time or the connection failed (left to the clients).
+CLOSED = b""
+NO_ANSWER = b"?"
 
 
 def _api_versions(sock: socket.socket, server: str, security: KafkaSecurity) -> bytes:
-    """Send ApiVersions; the first 8 bytes of the answer (b'' when the server closed)."""
+    """Send ApiVersions; the first 8 bytes of the answer (``CLOSED`` when the server closed
+    the connection without a byte, ``NO_ANSWER`` when it did not answer in time)."""
     correlation_id = 0x7E11AB
     try:
         sock.sendall(_request(correlation_id))
@@ -130,16 +151,13 @@ def _api_versions(sock: socket.socket, server: str, security: KafkaSecurity) -> 
         raise  # the caller names the setting
     except TimeoutError:
         log.warning("preflight: %s did not answer ApiVersions in time", server)
-        return b""
-    except OSError as exc:
-        if security.tls and security.client_cert and isinstance(exc, ConnectionResetError):
-            raise ConfigError(
-                f"TLS session with {server} ended by the broker ({exc}) — did it refuse the "
-                "client certificate? check TEILHABE_KAFKA_SSL_CERTFILE and "
-                "TEILHABE_KAFKA_SSL_KEYFILE"
-            ) from None
+        return NO_ANSWER
+    except (ConnectionResetError, BrokenPipeError) as exc:
         log.warning("preflight: %s ended the connection (%s)", server, exc)
-        return b""
+        return CLOSED
+    except OSError as exc:
+        log.warning("preflight: %s: %s", server, exc)
+        return NO_ANSWER
     if len(head) == 8 and struct.unpack(">ii", head)[1] != correlation_id:
         log.warning("preflight: unexpected ApiVersions answer from %s", server)
     return head
