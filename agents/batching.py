@@ -10,6 +10,11 @@ batch is handed on when it is full (``max_events`` messages, or ``max_bytes`` of
 values: envelopes make a message up to ``TEILHABE_KAFKA_MAX_RECORD_BYTES``, so a count alone
 would not bound the memory a batch holds) or, from a ticker task, when its first event has
 waited ``within_s``. It never acknowledges anything itself.
+
+Two locks: ``lock`` guards the buffer and is only held for moments, so the rebalance hook
+that drops revoked partitions' events never waits for the handler; ``_handling`` keeps the
+batches in order, one handler call at a time, and the agent waits on it when a batch is full
+(a slow handler, e.g. a ClickHouse outage, pauses consumption: memory stays bounded).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class EventBatcher:
         self.max_bytes = max_bytes  # 0: no bound in bytes
         self.within_s = within_s
         self.lock = asyncio.Lock()
+        self._handling = asyncio.Lock()
         self._buffer: list[Any] = []
         self._bytes = 0
         self._first_at = 0.0
@@ -49,22 +55,20 @@ class EventBatcher:
             if self.max_bytes:
                 value = event.message.value
                 self._bytes += len(value) if value else 0
-            if len(self._buffer) >= self.max_events or (
+            full = len(self._buffer) >= self.max_events or (
                 self.max_bytes and self._bytes >= self.max_bytes
-            ):
-                await self._drain()
+            )
+        if full:
+            await self._drain()
 
     async def tick(self) -> None:
         """Process a partial batch whose oldest event has waited ``within_s``."""
-        async with self.lock:
-            if self._buffer and time.monotonic() - self._first_at >= self.within_s:
-                await self._drain()
+        if self._buffer and time.monotonic() - self._first_at >= self.within_s:
+            await self._drain()
 
     async def flush(self) -> None:
         """Process whatever is buffered now (graceful stop: nothing waits for a restart)."""
-        async with self.lock:
-            if self._buffer:
-                await self._drain()
+        await self._drain()
 
     async def run_ticker(self) -> None:
         """Call ``tick`` forever (run as a worker task next to the agent)."""
@@ -74,7 +78,8 @@ class EventBatcher:
 
     def discard_partitions(self, partitions: Iterable[int]) -> int:
         """Drop buffered events of revoked partitions (unacknowledged: their new owner reads
-        them again); call while holding ``lock``. Returns how many were dropped."""
+        them again); call while holding ``lock`` (never held long: see the module docstring).
+        Returns how many were dropped."""
         gone = set(partitions)
         keep = [e for e in self._buffer if e.message.partition not in gone]
         dropped = len(self._buffer) - len(keep)
@@ -107,5 +112,10 @@ class EventBatcher:
             app.stop_hooks.append((f"{name} batch", self.flush))
 
     async def _drain(self) -> None:
-        batch, self._buffer, self._bytes = self._buffer, [], 0
-        await self.handler(batch)
+        """Hand the buffered events on: in order, one handler call at a time, and without
+        ``lock`` held meanwhile (what a revocation drops is then no longer in the buffer)."""
+        async with self._handling:
+            async with self.lock:
+                batch, self._buffer, self._bytes = self._buffer, [], 0
+            if batch:
+                await self.handler(batch)

@@ -10,6 +10,12 @@ partitions (its read offset stayed unset while aiokafka's position stood at the 
 watermark). This subclass seeks every partition back to its first record not handed out,
 so the records are fetched again; a partition no longer assigned is left to its new owner,
 which starts from the committed offset.
+
+A seek back that fails stops the worker (``app.crash``, non-zero exit): the records it should
+have fetched again would otherwise be missing, and Faust's gap tracking would let the commit
+pass them as soon as a later record of the partition is acknowledged. Until the worker has
+stopped, no further record of that partition is handed out, so nothing past them is acked;
+the restarted worker reads from the committed offset (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from mode.utils.queues import FlowControlEvent
 log = logging.getLogger("teilhabe.consumer")
 
 
+class SeekBackError(RuntimeError):
+    """A partition could not be sought back over records not handed out: the worker stops."""
+
+
 class NoDropConsumer(AIOKafkaConsumer):
     """``getmany`` that seeks back over records it fetched but did not hand out, or whose
     hand-out Faust abandoned. Patched internals: ``agents.faust_patches``."""
@@ -33,6 +43,7 @@ class NoDropConsumer(AIOKafkaConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._abandoned: dict[Any, int] = {}  # tp -> lowest offset whose delivery was cancelled
+        self._unseekable: set[Any] = set()  # seek back failed: nothing more is handed out
         deliver = self.callback
 
         async def deliver_or_remember(message: Any) -> None:
@@ -73,6 +84,8 @@ class NoDropConsumer(AIOKafkaConsumer):
                     if last is not None:
                         undelivered[last[0]] = min(undelivered[last[0]], last[1])
                     break
+                if tp in self._unseekable:
+                    continue  # the worker is stopping: never a record past the failed seek
                 if (
                     active_partitions is None
                     or tp in active_partitions
@@ -132,12 +145,20 @@ class NoDropConsumer(AIOKafkaConsumer):
             await self._seek_to(tp, undelivered[tp], "fetched records not handed out")
 
     async def _seek_to(self, tp: Any, offset: int, why: str) -> None:
-        if tp not in self.assignment():
+        if tp not in self.assignment() or tp in self._unseekable:
             return  # revoked: its new owner starts from the committed offset
         try:
             await self.seek(tp, offset)
-        except Exception as exc:  # noqa: BLE001 - a failed seek must not stop the fetcher
-            log.warning("could not seek %s[%s] back to %s: %r", tp.topic, tp.partition, offset, exc)
+        except Exception as exc:  # noqa: BLE001 - any failure: the records would be missing
+            self._unseekable.add(tp)
+            reason = SeekBackError(
+                f"could not seek {tp.topic}[{tp.partition}] back to offset {offset} ({why}): "
+                f"{exc!r}. Stopping the worker so that nothing past offset {offset} is "
+                "committed; restart it (its supervisor does) and it reads the partition again "
+                "from the committed offset"
+            )
+            log.critical("%s", reason)
+            await self.app.crash(reason)
         else:
             log.info("%s: %s[%s] seeks back to %s", why, tp.topic, tp.partition, offset)
 

@@ -3,6 +3,15 @@
 Offsets are acknowledged only once everything before them is in ClickHouse (see
 ``pipeline.metrics.windows`` for why that makes a restart exact). A failing sink blocks this agent,
 Faust's stream buffer fills and consumption pauses: memory stays bounded, nothing is acked.
+
+No lock is held across ClickHouse I/O (docs/reliability.md, "Rebalance during a ClickHouse
+outage"): ``lock`` guards the state and is only taken for synchronous steps (apply a batch, take
+a flush's snapshot, settle it); ``flush_lock`` keeps one flush at a time and is held while it is
+written and retried. A flush writes a snapshot and then, under ``lock``, prunes and acknowledges
+only the partitions whose state is still the one it snapshotted: a partition revoked meanwhile
+is never acknowledged by this worker. So a revocation never waits for ClickHouse, and a
+statement ClickHouse refuses for good stops the worker (``PermanentSinkError``) instead of
+being retried forever.
 """
 
 from __future__ import annotations
@@ -10,16 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from agents.batching import EventBatcher
 from agents.runtime import Runtime
+from agents.sinkflush import BatchCounts, FlushSnapshot, PartitionState, SinkRetry
 from pipeline.contract.activity import BadActivityRecordError, decode_activity
-from pipeline.metrics.windows import ClosedWindow, PartitionWindows
+from pipeline.metrics.windows import Checkpoint, ClosedWindow, PartitionWindows
 from pipeline.ops.gauges import refresh_engagement_gauges
+from pipeline.sinks.clickhouse import PermanentSinkError
 from pipeline.sinks.facts import FactBatch
 
 log = logging.getLogger("teilhabe.engagement")
@@ -28,8 +38,6 @@ BATCH_MESSAGES = 1000
 #: A batch also ends at this many bytes of messages: memory stays bounded with envelopes.
 BATCH_BYTES = 128 * 1024 * 1024
 BATCH_WITHIN_S = 0.25
-FAILURE_LOG_INTERVAL_S = 30.0
-MAX_BACKOFF_S = 30.0
 #: At most one refresh of the engagement gauges (three ClickHouse queries) per interval: a
 #: backfill closes windows with nearly every flush; a skipped refresh is caught up by the tick.
 GAUGE_REFRESH_INTERVAL_S = 1.0
@@ -38,18 +46,7 @@ GAUGE_REFRESH_INTERVAL_S = 1.0
 ENGAGEMENT_GAUGE_PERIOD_S = 10.0
 
 _event_type = itemgetter("event_type")
-
-
-@dataclass
-class PartitionState:
-    """Windows of one partition plus the messages not yet safe to acknowledge."""
-
-    windows: PartitionWindows
-    pending: deque[Any] = field(default_factory=deque)
-    source_seen_at: dict[int, float] = field(default_factory=dict)
-    last_message_at: float = field(default_factory=time.monotonic)
-    last_idle_step_at: float = field(default_factory=time.monotonic)
-    dirty: bool = False
+T = TypeVar("T")
 
 
 class EngagementStage:
@@ -64,8 +61,10 @@ class EngagementStage:
         self.facts = FactBatch()
         self.closed: list[ClosedWindow] = []
         self.last_flush = time.monotonic()
-        self.lock = asyncio.Lock()
-        self._last_failure_log = 0.0
+        self.lock = asyncio.Lock()  # the state: synchronous steps only, never across I/O
+        self.flush_lock = asyncio.Lock()  # one flush at a time, held while it is retried
+        self.failed: PermanentSinkError | None = None  # set once: nothing is acked after it
+        self._retry = SinkRetry(rt.metrics, rt.sink)
         self._gauges_stale = False
         self._gauges_refreshed_at = 0.0
         self._gauges_generation = 0
@@ -74,24 +73,47 @@ class EngagementStage:
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    async def state_for(self, partition: int) -> PartitionState:
-        """The partition's state, restored from its last checkpoint on first use."""
-        st = self.states.get(partition)
-        if st is None:
-            cp = await self._with_retry("load checkpoint", self.rt.sink.load_checkpoint, partition)
-            sources = self.rt.settings.events_partitions
-            windows = PartitionWindows(partition, self.window_ms, self.grace_ms, cp, sources)
-            if cp is not None:
-                log.info(
-                    "restored partition=%s resume_offset=%s watermark_ms=%s closes=%s",
-                    partition,
-                    cp.offset,
-                    cp.clock.watermark_ms,
-                    len(cp.closes),
-                )
-            st = self.states[partition] = PartitionState(windows)
-            now = time.monotonic()
-            st.source_seen_at = {src: now for src in windows.sources}
+    def _current(self, msg: Any) -> bool:
+        """False for a message fetched under an assignment that has ended since: Faust's own
+        rule (``Stream``: flow suspended by a rebalance, or another consumer generation).
+        Such a message is neither applied nor acknowledged; the partition's owner reads it."""
+        app = getattr(self.rt, "app", None)
+        if app is None:
+            return True
+        flow = getattr(app, "flow_control", None)
+        if flow is not None and not flow.is_active():
+            return False
+        generation = getattr(msg, "generation_id", None)
+        return generation is None or generation == app.consumer_generation_id
+
+    async def _load_checkpoint(self, partition: int) -> Checkpoint | None:
+        sink = self.rt.sink
+        return await self._with_retry(
+            "checkpoint load", lambda: self._run(sink.load_checkpoint, partition)
+        )
+
+    def _new_state(
+        self, partition: int, cp: Checkpoint | None, first_offset: int
+    ) -> PartitionState:
+        sources = self.rt.settings.events_partitions
+        windows = PartitionWindows(partition, self.window_ms, self.grace_ms, cp, sources)
+        if cp is not None:
+            log.info(
+                "restored partition=%s resume_offset=%s watermark_ms=%s closes=%s",
+                partition,
+                cp.offset,
+                cp.clock.watermark_ms,
+                len(cp.closes),
+            )
+        log.info(
+            "partition=%s first offset=%s resume_offset=%s",
+            partition,
+            first_offset,
+            windows.resume_offset,
+        )
+        st = self.states[partition] = PartitionState(windows)
+        now = time.monotonic()
+        st.source_seen_at = {src: now for src in windows.sources}
         return st
 
     async def process(self, batch: list[Any]) -> None:
@@ -99,65 +121,86 @@ class EngagementStage:
 
         Per event only the windows' bookkeeping runs in Python; the facts keep the decoded
         dicts (``FactBatch``) and the counters are added up per batch (one ``inc`` per label).
+        Decoding, dead letters and checkpoint loads happen outside the state lock; applying
+        happens under it without awaiting anything.
         """
-        m = self.rt.metrics
+        if self.failed is not None:
+            return  # the worker is stopping: nothing more is applied or acknowledged
         if batch:
-            m.consumed(self.rt.settings.topic_activity, len(batch))
-        by_type: Counter[str] = Counter()
-        late = duplicates = 0
-        async with self.lock:
-            facts = self.facts
-            for event in batch:
-                msg = event.message
-                fresh = msg.partition not in self.states
-                st = await self.state_for(msg.partition)
-                if fresh:
-                    log.info(
-                        "partition=%s first offset=%s resume_offset=%s",
-                        msg.partition,
-                        msg.offset,
-                        st.windows.resume_offset,
-                    )
-                try:
-                    doc = decode_activity(event.value)
-                except BadActivityRecordError as exc:  # set aside, never a crash loop
+            self.rt.metrics.consumed(self.rt.settings.topic_activity, len(batch))
+        docs: list[dict[str, Any] | None] = []
+        for event in batch:
+            try:
+                docs.append(decode_activity(event.value))
+            except BadActivityRecordError as exc:  # set aside, never a crash loop
+                docs.append(None)
+                if self._current(event.message):
                     await self._set_aside(event, str(exc))
-                    doc = None
-                event.value = msg.value = None  # the state keeps what it needs
-                st.pending.append(event)
-                st.dirty = True
-                if doc is None:
-                    st.windows.skip(msg.offset)
-                    continue
-                source = doc["src"]
-                if doc.get("end"):
-                    outcome, closed = st.windows.end_source(msg.offset, source)
-                    if closed:
-                        log.info(
-                            "end of input partition=%s source=%s closed=%s",
-                            msg.partition,
-                            source,
-                            len(closed),
-                        )
-                else:
-                    outcome, closed = st.windows.add(msg.offset, doc["events"], source)
-                st.last_message_at = st.last_idle_step_at = time.monotonic()
-                st.source_seen_at[source] = st.last_message_at
-                if outcome.skipped_message:
-                    continue
-                facts.add(outcome.accepted, outcome.late)
-                by_type.update(map(_event_type, outcome.accepted))
-                late += len(outcome.late)
-                duplicates += outcome.duplicates
-                self.closed.extend(closed)
-            for event_type, n in by_type.items():
-                m.events_in.labels(event_type).inc(n)
-            if late:
-                m.events_late.inc(late)
-            if duplicates:
-                m.events_duplicate.inc(duplicates)
+        counts = BatchCounts()
+        loaded: dict[int, Checkpoint | None] = {}
+        pos = 0
+        try:
+            while True:
+                async with self.lock:
+                    pos, missing = self._apply(batch, docs, pos, loaded, counts)
+                if missing is None:
+                    break
+                loaded[missing] = await self._load_checkpoint(missing)
+            counts.publish(self.rt.metrics)
             if self._flush_due():
                 await self._flush()
+        except PermanentSinkError as exc:
+            await self._fail(exc)
+
+    def _apply(
+        self,
+        batch: list[Any],
+        docs: list[dict[str, Any] | None],
+        pos: int,
+        loaded: dict[int, Checkpoint | None],
+        counts: BatchCounts,
+    ) -> tuple[int, int | None]:
+        """Apply ``batch[pos:]`` (synchronously, under ``lock``); stop at the first current
+        message of a partition without state and no loaded checkpoint: (its index, partition)."""
+        facts = self.facts
+        for i in range(pos, len(batch)):
+            event, doc = batch[i], docs[i]
+            msg = event.message
+            if not self._current(msg):
+                continue  # not applied, not acknowledged: read again by the owner
+            st = self.states.get(msg.partition)
+            if st is None:
+                if msg.partition not in loaded:
+                    return i, msg.partition
+                st = self._new_state(msg.partition, loaded.pop(msg.partition), msg.offset)
+            event.value = msg.value = None  # the state keeps what it needs
+            st.pending.append(event)
+            st.dirty = True
+            if doc is None:
+                st.windows.skip(msg.offset)
+                continue
+            source = doc["src"]
+            if doc.get("end"):
+                outcome, closed = st.windows.end_source(msg.offset, source)
+                if closed:
+                    log.info(
+                        "end of input partition=%s source=%s closed=%s",
+                        msg.partition,
+                        source,
+                        len(closed),
+                    )
+            else:
+                outcome, closed = st.windows.add(msg.offset, doc["events"], source)
+            st.last_message_at = st.last_idle_step_at = time.monotonic()
+            st.source_seen_at[source] = st.last_message_at
+            if outcome.skipped_message:
+                continue
+            facts.add(outcome.accepted, outcome.late)
+            counts.by_type.update(map(_event_type, outcome.accepted))
+            counts.late += len(outcome.late)
+            counts.duplicates += outcome.duplicates
+            self.closed.extend(closed)
+        return len(batch), None
 
     async def _set_aside(self, event: Any, reason: str) -> None:
         """Dead-letter an activity record the stage cannot apply (reason
@@ -181,6 +224,8 @@ class EngagementStage:
 
     async def tick(self) -> None:
         """Wall-clock duties: close windows of idle partitions, flush on interval, gauges."""
+        if self.failed is not None:
+            return
         s = self.rt.settings
         now = time.monotonic()
         async with self.lock:
@@ -188,9 +233,16 @@ class EngagementStage:
                 for st in self.states.values():
                     self.closed.extend(self._idle_closes(st, now))
             self._update_gauges()
-            if self.facts or self.closed or any(st.dirty for st in self.states.values()):
-                if self._flush_due():
-                    await self._flush()
+            due = (
+                bool(self.facts or self.closed or any(st.dirty for st in self.states.values()))
+                and self._flush_due()
+            )
+        if due and not self.flush_lock.locked():  # one in flight (or retrying) will do
+            try:
+                await self._flush()
+            except PermanentSinkError as exc:
+                await self._fail(exc)
+                return
         await self._refresh_engagement_gauges()  # reads ClickHouse only: the batches go on
 
     def _idle_closes(self, st: PartitionState, now: float) -> list[ClosedWindow]:
@@ -227,27 +279,87 @@ class EngagementStage:
         m.open_window_events.set(open_events)
 
     async def _flush(self) -> None:
-        """Write rows, closed windows and checkpoints; then acknowledge what they cover."""
-        facts, closed = self.facts, self.closed
-        checkpoints = {p: st.windows.checkpoint() for p, st in self.states.items() if st.dirty}
-        await self._with_retry("flush", self.rt.sink.flush, facts, closed, checkpoints)
-        self.facts, self.closed = FactBatch(), []
-        self.last_flush = time.monotonic()
-        for p, cp in checkpoints.items():
-            st = self.states[p]
-            st.dirty = False
-            st.windows.prune(cp)
-            while st.pending and st.pending[0].message.offset < cp.offset:
-                st.pending.popleft().ack()
-        if closed:
+        """Write rows, closed windows and checkpoints; then acknowledge what they cover.
+
+        Snapshot under ``lock``, write and retry without it (new messages keep being applied
+        to the state, revocations go through), settle under ``lock``. A snapshot that does not
+        reach ClickHouse (cancelled, or refused for good) goes back into the state."""
+        async with self.flush_lock:
+            async with self.lock:
+                snap = self._take_snapshot()
+            if snap is None:
+                return
+            try:
+                written = await self._with_retry("flush", lambda: self._write(snap))
+            except BaseException:
+                self._give_back(snap)
+                raise
+            async with self.lock:
+                self._settle(snap, written)
+        if snap.closed:
             log.info(
                 "flushed windows=%s rows=%s partitions=%s",
-                len(closed),
-                len(facts),
-                sorted({c.partition for c in closed}),
+                len(snap.closed),
+                len(snap.facts),
+                sorted({c.partition for c in snap.closed}),
             )
             self._gauges_stale = True
             await self._refresh_engagement_gauges()
+
+    def _take_snapshot(self) -> FlushSnapshot | None:
+        dirty = {p: st for p, st in self.states.items() if st.dirty}
+        if not (self.facts or self.closed or dirty):
+            self.last_flush = time.monotonic()
+            return None
+        snap = FlushSnapshot(
+            self.facts,
+            self.closed,
+            dict(self.states),
+            {p: st.windows.checkpoint() for p, st in dirty.items()},
+        )
+        for st in dirty.values():
+            st.dirty = False
+        self.facts, self.closed = FactBatch(), []
+        return snap
+
+    def _owned(self, snap: FlushSnapshot, partition: int) -> bool:
+        """The partition's state is still the one the snapshot was taken from."""
+        st = snap.owners.get(partition)
+        return st is not None and self.states.get(partition) is st
+
+    async def _write(self, snap: FlushSnapshot) -> dict[int, Checkpoint]:
+        """One attempt: the snapshot minus the windows and checkpoints of partitions revoked
+        since it was taken (their new owner replays them from its checkpoint); returns the
+        checkpoints written."""
+        closed = [c for c in snap.closed if self._owned(snap, c.partition)]
+        cps = {p: cp for p, cp in snap.checkpoints.items() if self._owned(snap, p)}
+        await self._run(self.rt.sink.flush, snap.facts, closed, cps)
+        return cps
+
+    def _settle(self, snap: FlushSnapshot, written: dict[int, Checkpoint]) -> None:
+        """Prune and acknowledge what the written checkpoints cover, for partitions still
+        owned as at the snapshot (a revoked partition is never acknowledged here)."""
+        self.last_flush = time.monotonic()
+        for p, cp in written.items():
+            if not self._owned(snap, p):
+                continue
+            st = snap.owners[p]
+            st.windows.prune(cp)
+            while st.pending and st.pending[0].message.offset < cp.offset:
+                st.pending.popleft().ack()
+
+    def _give_back(self, snap: FlushSnapshot) -> None:
+        """Put an unwritten snapshot back in front of what came since (synchronous: also
+        safe from a cancelled flush)."""
+        facts = FactBatch()
+        facts.add(snap.facts.on_time, snap.facts.late)
+        facts.add(self.facts.on_time, self.facts.late)
+        self.facts = facts
+        kept = [c for c in snap.closed if self._owned(snap, c.partition)]
+        self.closed = kept + self.closed
+        for p in snap.checkpoints:
+            if self._owned(snap, p):
+                snap.owners[p].dirty = True
 
     async def _refresh_engagement_gauges(self) -> None:
         """Gauges of the newest closed window, refreshed by the leader only (``agents.leader``;
@@ -289,50 +401,61 @@ class EngagementStage:
         finally:
             self._gauges_refreshing = False
 
-    async def _with_retry(self, what: str, fn: Any, *args: Any) -> Any:
-        """Run a sink call until it succeeds, backing off; log once per interval, not per try."""
-        backoff = 0.5
-        failures = 0
-        while True:
-            try:
-                return await self._run(fn, *args)
-            except Exception as exc:  # noqa: BLE001 - every sink failure is retried alike
-                failures += 1
-                self.rt.metrics.sink_failures.inc()
-                self.rt.sink.reset()
-                now = time.monotonic()
-                if now - self._last_failure_log >= FAILURE_LOG_INTERVAL_S:
-                    self._last_failure_log = now
-                    log.error(
-                        "clickhouse %s failing, retrying with backoff (no offsets committed) "
-                        "failures=%s error=%s: %s",
-                        what,
-                        failures,
-                        type(exc).__name__,
-                        str(exc)[:300],
-                    )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+    async def _with_retry(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        return await self._retry.call(what, attempt)
+
+    async def _fail(self, exc: PermanentSinkError) -> None:
+        """Stop the worker with a non-zero exit (``app.crash``: the worker re-raises the
+        reason once stopped); from now on nothing is applied or acknowledged."""
+        if self.failed is not None:
+            return
+        self.failed = exc
+        log.critical("stopping the worker: %s", exc)
+        app = getattr(self.rt, "app", None)
+        if app is None:
+            raise exc
+        await app.crash(exc)
 
     async def on_revoked(self, revoked: set[Any]) -> None:
-        """Flush and forget partitions this worker no longer owns."""
+        """Forget partitions this worker no longer owns: their open windows are dropped, not
+        flushed (the new owner replays them exactly from the committed checkpoint), and their
+        unacknowledged messages are never acknowledged here. Never waits for ClickHouse."""
         mine = {tp.partition for tp in revoked if tp.topic == self.rt.settings.topic_activity}
         if not mine:
             return
+        started = time.monotonic()
         async with self.lock:
-            if self.facts or self.closed:
-                await self._flush()
-            for p in mine:
-                self.states.pop(p, None)
-        log.info("partitions revoked partitions=%s", sorted(mine))
+            dropped = [p for p in sorted(mine) if self.states.pop(p, None) is not None]
+            self.closed = [c for c in self.closed if c.partition not in mine]
+        log.info(
+            "partitions revoked partitions=%s states_dropped=%s flush_in_flight=%s in %.3f s",
+            sorted(mine),
+            dropped,
+            self.flush_lock.locked(),
+            time.monotonic() - started,
+        )
+
+    def on_assigned(self, assigned: set[Any]) -> None:
+        """Log the activity partitions of a completed assignment (tests and operators see a
+        rebalance end here)."""
+        mine = sorted(
+            tp.partition for tp in assigned if tp.topic == self.rt.settings.topic_activity
+        )
+        log.info("partitions assigned partitions=%s", mine)
 
     async def shutdown(self) -> None:
         """Final flush on a graceful stop (SIGTERM): what is closed reaches ClickHouse."""
-        async with self.lock:
-            if self.facts or self.closed or any(st.dirty for st in self.states.values()):
+        if self.failed is not None:
+            return  # stopping because ClickHouse refused a write: nothing to add
+        if self.facts or self.closed or any(st.dirty for st in self.states.values()):
+            try:
                 await self._flush()
-            self._gauges_refreshed_at = 0.0  # the last windows' figures, whatever the interval
-            await self._refresh_engagement_gauges()
+            except PermanentSinkError as exc:
+                self.failed = exc
+                log.critical("final flush refused, not retried: %s", exc)
+                return
+        self._gauges_refreshed_at = 0.0  # the last windows' figures, whatever the interval
+        await self._refresh_engagement_gauges()
 
 
 def register(rt: Runtime) -> EngagementStage:
@@ -350,7 +473,11 @@ def register(rt: Runtime) -> EngagementStage:
     async def on_revoked(app: Any, revoked: set[Any], **kwargs: Any) -> None:
         await stage.on_revoked(revoked)
 
+    async def on_assigned(app: Any, assigned: set[Any], **kwargs: Any) -> None:
+        stage.on_assigned(assigned)
+
     rt.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    rt.app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
     rt.app.stop_hooks.append(("engagement flush", stage.shutdown))  # type: ignore[attr-defined]
 
     rt.app.engagement_stage = stage  # type: ignore[attr-defined]

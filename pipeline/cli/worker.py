@@ -82,6 +82,10 @@ def run_worker(settings: Settings) -> None:
             worker.execute_from_commandline()
         except SystemExit as exc:
             if exc.code not in (0, None):
+                # app.crash (a statement ClickHouse refuses, a failed seek back): the reason
+                # was logged in full when it happened; repeat it as the last line
+                reason = worker.crash_reason or rt.app.crash_reason
+                log.critical("worker stopped, exit code %s: %s", exc.code, reason)
                 raise
     sys.exit(0)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+import re
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
@@ -22,6 +24,7 @@ from uuid import UUID
 import clickhouse_connect
 import orjson
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import Error as ClickHouseDriverError
 
 from pipeline.errors import SinkError
 from pipeline.settings import Settings
@@ -102,6 +105,114 @@ def get_client(settings: Settings) -> Client:
     return client
 
 
+#: ClickHouse error codes for a statement the server refuses as such: retrying the same
+#: statement cannot succeed until someone changes the schema, the grants or the code
+#: (docs/reliability.md). Everything else (connection failures, timeouts, TOO_MANY_PARTS,
+#: MEMORY_LIMIT_EXCEEDED, a replica read-only while Keeper is away, codes not listed) is
+#: retried: a wrongly retried permanent error stalls, a wrongly stopped transient one only
+#: costs a restart, but a crash loop of every worker over a busy server is worse than a stall.
+PERMANENT_ERROR_CODES: dict[int, str] = {
+    1: "UNSUPPORTED_METHOD",
+    6: "CANNOT_PARSE_TEXT",
+    7: "INCORRECT_NUMBER_OF_COLUMNS",
+    8: "THERE_IS_NO_COLUMN",
+    10: "NOT_FOUND_COLUMN_IN_BLOCK",
+    16: "NO_SUCH_COLUMN_IN_TABLE",
+    20: "NUMBER_OF_COLUMNS_DOESNT_MATCH",
+    27: "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+    36: "BAD_ARGUMENTS",
+    41: "CANNOT_PARSE_DATETIME",
+    43: "ILLEGAL_TYPE_OF_ARGUMENT",
+    44: "ILLEGAL_COLUMN",
+    46: "UNKNOWN_FUNCTION",
+    47: "UNKNOWN_IDENTIFIER",
+    48: "NOT_IMPLEMENTED",
+    50: "UNKNOWN_TYPE",
+    53: "TYPE_MISMATCH",
+    56: "UNKNOWN_STORAGE",
+    60: "UNKNOWN_TABLE",
+    62: "SYNTAX_ERROR",
+    70: "CANNOT_CONVERT_TYPE",
+    72: "CANNOT_PARSE_NUMBER",
+    73: "UNKNOWN_FORMAT",
+    81: "UNKNOWN_DATABASE",
+    115: "UNKNOWN_SETTING",
+    117: "INCORRECT_DATA",
+    164: "READONLY",
+    192: "UNKNOWN_USER",
+    193: "WRONG_PASSWORD",
+    194: "REQUIRED_PASSWORD",
+    195: "IP_ADDRESS_NOT_ALLOWED",
+    291: "DATABASE_ACCESS_DENIED",
+    376: "CANNOT_PARSE_UUID",
+    386: "NO_COMMON_TYPE",
+    392: "QUERY_IS_PROHIBITED",
+    497: "ACCESS_DENIED",
+    516: "AUTHENTICATION_FAILED",
+}
+#: Names accepted as well when a reply carries no numeric code (older servers called code
+#: 497 NOT_ENOUGH_PRIVILEGES).
+PERMANENT_ERROR_NAMES = frozenset(PERMANENT_ERROR_CODES.values()) | {"NOT_ENOUGH_PRIVILEGES"}
+_CODE_IN_TEXT = re.compile(r"\bcode:\s*(\d+)", re.IGNORECASE)
+_NAME_IN_TEXT = re.compile(r"\(([A-Z][A-Z0-9_]+)\)")
+
+
+@dataclass(frozen=True)
+class ClickHouseFailure:
+    """What a failed ClickHouse call was: ``permanent`` = the server refused the statement."""
+
+    permanent: bool
+    code: int | None
+    name: str | None
+    text: str
+
+    def describe(self) -> str:
+        """``code=60 (UNKNOWN_TABLE): <server text>`` or the exception text."""
+        if self.code is None and self.name is None:
+            return self.text
+        return f"code={self.code} ({self.name or 'unknown name'}): {self.text}"
+
+
+def classify_error(exc: BaseException) -> ClickHouseFailure:
+    """The one place that decides whether a ClickHouse failure is worth retrying.
+
+    clickhouse-connect raises ``DatabaseError`` (``OperationalError`` after its own retry)
+    with the server's exception code for a statement the server answered with an error, and
+    ``OperationalError`` without a code when it could not talk to the server at all. The
+    code decides (``PERMANENT_ERROR_CODES``), the class does not: a code in the message or
+    the ``X-ClickHouse-Exception-Code`` header (``exc.code``) counts, a failure without one
+    (connection refused, reset, timeout, the embedded server not running) is transient.
+    """
+    text = " ".join(str(exc).split())[:500] or type(exc).__name__
+    code: int | None = None
+    name: str | None = None
+    if isinstance(exc, ClickHouseDriverError):
+        code, name = exc.code, exc.name
+        if code is None:
+            found = _CODE_IN_TEXT.search(text)
+            code = int(found.group(1)) if found else None
+        if name is None and code is not None:
+            names = _NAME_IN_TEXT.findall(text)
+            name = names[-1] if names else PERMANENT_ERROR_CODES.get(code)
+    permanent = code in PERMANENT_ERROR_CODES or (code is None and name in PERMANENT_ERROR_NAMES)
+    return ClickHouseFailure(permanent, code, name, text)
+
+
+class PermanentSinkError(SinkError):
+    """ClickHouse refused a statement in a way no retry can fix; the worker stops."""
+
+    def __init__(self, what: str, failure: ClickHouseFailure) -> None:
+        super().__init__(
+            f"clickhouse refused the {what}: {failure.describe()}. Retrying cannot help: "
+            "fix the cause (the table's schema versus `teilhabe migrate`, the user's grants "
+            "- INSERT and SELECT on the database -, or the statement), then restart the "
+            "worker. Nothing past the unwritten records was committed: the restart writes "
+            "them (docs/reliability.md)"
+        )
+        self.what = what
+        self.failure = failure
+
+
 def quote_identifier(name: str) -> str:
     """A back-quoted ClickHouse identifier."""
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
@@ -172,7 +283,11 @@ def format_rows(
 
 
 __all__ = [
+    "PERMANENT_ERROR_CODES",
+    "ClickHouseFailure",
+    "PermanentSinkError",
     "addr_file",
+    "classify_error",
     "embedded_url",
     "format_rows",
     "get_client",
