@@ -18,11 +18,15 @@ demo: $(STAMP)
 	TEILHABE_WINDOW_S=$${TEILHABE_WINDOW_S:-60} TEILHABE_GRACE_S=$${TEILHABE_GRACE_S:-10} \
 	TEILHABE_IDLE_CLOSE_S=$${TEILHABE_IDLE_CLOSE_S:-5} $(BIN)/teilhabe demo
 
-# Debian's prometheus package: the real server and promtool for the ops tests.
+# Debian's packages for the ops tests: prometheus (the server, promtool), prometheus-alertmanager
+# (the server, amtool) and caddy (the webhook proxy's config check). Tests skip without them.
+OPS_PACKAGES := prometheus:promtool prometheus-alertmanager:amtool caddy:caddy
 prometheus:
-	@command -v promtool >/dev/null 2>&1 || { \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
-	  || echo "warning: could not install Debian's prometheus package (promtool tests will skip)"; }
+	@missing=""; for p in $(OPS_PACKAGES); do \
+	  command -v $${p#*:} >/dev/null 2>&1 || missing="$$missing $${p%%:*}"; done; \
+	[ -z "$$missing" ] || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	  || echo "warning: could not install$$missing (their tests will skip)"; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline agents schemas tests bench

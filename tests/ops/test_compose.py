@@ -42,8 +42,13 @@ DATA_DIRS = {
     "kafka": "/var/lib/kafka/data",
     "clickhouse": "/var/lib/clickhouse",
     "prometheus": "/prometheus",
+    "alertmanager": "/alertmanager",  # silences and the notification log
     "grafana": "/var/lib/grafana",
+    "webhook-proxy": "/data",  # Caddy's certificates and ACME account
 }
+#: The one service published beyond loopback, and what: the webhook proxy (ACME, HTTPS).
+PUBLIC = {"webhook-proxy": {"80", "443"}}
+CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -295,11 +300,16 @@ def test_bind_mounts_build_contexts_and_secret_files_exist() -> None:
             )
             assert (context / dockerfile).exists(), f"{name}: no {dockerfile} in {context}"
     readme = README.read_text()
+    listed = ENV_EXAMPLE.read_text().split("# --- Secret files", 1)[1].split("\n# ---", 1)[0]
     for secret, spec in doc.get("secrets", {}).items():
         file = spec["file"]
         assert file.startswith("./secrets/"), f"secret {secret}: keep secret files in ./secrets/"
-        if not (ROOT / file).exists():  # created by the operator, documented, never committed
-            assert f"teilhabe keygen {file.removeprefix('./')}" in readme, f"{file}: not in README"
+        # created by the operator, never committed: how, in .env.example's list
+        assert re.search(rf"^#\s+{re.escape(file.removeprefix('./'))}\s", listed, re.M), (
+            f"{file}: not in .env.example's secret files"
+        )
+    key = "teilhabe keygen secrets/pseudonym.key"
+    assert key in readme and key in listed, "the key's command, in README and .env.example"
     assert "secrets/" in (ROOT / ".gitignore").read_text().split()
     assert ".env" in (ROOT / ".gitignore").read_text().split()
     if pending:
@@ -709,7 +719,14 @@ def test_workers_scale_and_host_ports_are_loopback_only() -> None:
     for name, service in doc["services"].items():
         for port in service.get("ports", []):
             host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+            if name in PUBLIC:
+                assert str(port).split(":") in ([p, p] for p in PUBLIC[name]), f"{name}: {port}"
+                continue
             assert host_ip == "127.0.0.1", f"{name}: {port} is published beyond loopback"
+    for name, ports in PUBLIC.items():
+        proxy = doc["services"][name]
+        assert proxy.get("profiles"), f"{name}: public, so only on request (a profile)"
+        assert {str(p).split(":")[-1] for p in proxy["ports"]} == ports
 
 
 def test_images_are_pinned() -> None:
@@ -792,3 +809,71 @@ def test_readme_shows_the_production_path() -> None:
         "127.0.0.1:9090",
     ):
         assert needle in section, f"README production section lacks {needle!r}"
+
+
+# --- alerting, retention, the webhook endpoint --------------------------------------------------
+
+
+def test_workers_and_migrate_get_the_facts_retention(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("worker", "migrate"):
+        env = environment(services()[name])
+        assert env["TEILHABE_FACTS_TTL_DAYS"] == env_example()["FACTS_TTL_DAYS"], name
+        settings = settings_for({**dockerfile_env(), **env}, monkeypatch)
+        assert settings.facts_ttl_days == int(env_example()["FACTS_TTL_DAYS"])
+    raw = environment(raw_compose()["services"]["worker"])
+    assert raw["TEILHABE_FACTS_TTL_DAYS"] == "${FACTS_TTL_DAYS:-730}"  # the setting's default
+    from pipeline.settings import Settings
+
+    assert Settings.model_fields["facts_ttl_days"].default == 730
+
+
+def test_alertmanager_runs_the_checked_config_with_its_secret_files() -> None:
+    am = services()["alertmanager"]
+    binds = {target: source for kind, source, target in mounts(am) if kind == "bind"}
+    assert binds["/etc/alertmanager/alertmanager.yml"] == "./deploy/alertmanager/alertmanager.yml"
+    assert all(v.endswith(":ro") for v in am["volumes"] if str(v).startswith("./"))
+    assert image_name(am) == "prom/alertmanager"
+    major, minor = (int(x) for x in am["image"].split(":v")[1].split(".")[:2])
+    assert (major, minor) >= (0, 25), "the config uses *_file secrets (Alertmanager 0.25+)"
+    # every `*_file:` of the config is a secret attached to the service
+    files = re.findall(
+        r"_file: (\S+)", (ROOT / binds["/etc/alertmanager/alertmanager.yml"]).read_text()
+    )
+    assert {f"/run/secrets/{s}" for s in am["secrets"]} >= set(files)
+    assert "--cluster.listen-address=" in am["command"], "one instance: no gossip port"
+    prometheus = services()["prometheus"]
+    assert "alertmanager" in prometheus["depends_on"]
+
+
+def test_the_worker_serves_the_webhook_with_a_token_from_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = services()["worker"]
+    env = {**dockerfile_env(), **environment(worker)}
+    s = settings_for(env, monkeypatch)
+    assert s.webhook_enabled and s.webhook_host == "0.0.0.0"
+    assert str(s.webhook_port) in [str(p) for p in worker["expose"]]
+    assert s.webhook_token_file is not None and s.webhook_token_file.parent == Path("/run/secrets")
+    assert s.webhook_token_file.name in worker["secrets"]
+    assert s.webhook_max_bytes == int(env_example()["WEBHOOK_MAX_BYTES"])
+
+
+def test_the_webhook_proxy_forwards_only_the_worker_routes_to_the_webhook_port() -> None:
+    from agents.webhooks import ROUTES
+
+    proxy = services()["webhook-proxy"]
+    binds = {target: source for kind, source, target in mounts(proxy) if kind == "bind"}
+    assert ROOT / binds["/etc/caddy/Caddyfile"] == CADDYFILE
+    text = CADDYFILE.read_text()
+    (paths,) = re.findall(r"^\s+path (.+)$", text, re.M)
+    assert sorted(paths.split()) == sorted(ROUTES.values()), "the proxy's routes drift"
+    assert "/healthz" not in text.split("@ingest", 1)[1] and "/metrics" not in paths
+    worker = environment(services()["worker"])
+    assert re.search(rf"name worker\s+port {worker['TEILHABE_WEBHOOK_PORT']}\s", text)
+    env = environment(proxy)
+    assert env["WEBHOOK_MAX_BODY"] == worker["TEILHABE_WEBHOOK_MAX_BYTES"]
+    # the Caddyfile's placeholders are set, and its defaults agree with the compose defaults
+    for name, default in re.findall(r"\{\$([A-Z_]+):([^}]*)\}", text):
+        assert name in env, f"Caddyfile reads {name}, compose does not set it"
+        raw = environment(raw_compose()["services"]["webhook-proxy"])[name]
+        assert raw.endswith(f":-{default}}}"), f"{name}: Caddyfile default {default}, compose {raw}"

@@ -59,13 +59,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def shortened_config(root: Path, target: str) -> Path:
-    """The project's prometheus.yml and rules, pointed at ``target`` with short timings."""
+def shortened_config(root: Path, target: str, alertmanager: str | None = None) -> Path:
+    """The project's prometheus.yml and rules, pointed at ``target`` (and at the Alertmanager
+    ``host:port``, else at none) with short timings."""
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     (job,) = config["scrape_configs"]
     job.pop("dns_sd_configs")
     job["static_configs"] = [{"targets": [target]}]
+    (managers,) = config.pop("alerting")["alertmanagers"]
+    if alertmanager is not None:
+        managers["static_configs"] = [{"targets": [alertmanager]}]
+        config["alerting"] = {"alertmanagers": [managers]}
     rules_dir = root / "rules"
     rules_dir.mkdir(parents=True)
     for rules in (PROMETHEUS_DIR / "rules").glob("*.rules.yml"):
