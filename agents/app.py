@@ -225,7 +225,9 @@ def create_app(settings: Settings, bootstrap: str, metrics: PipelineMetrics) -> 
 
     # the input's backlog as the broker sees it: PipelineStalled (docs/runbooks.md)
     inputs = {settings.topic_events: settings.events_partitions}
-    lag = GroupLagProbe(bootstrap, settings.app_id, inputs, metrics)
+    lag = GroupLagProbe(
+        bootstrap, settings.app_id, inputs, metrics, security=security.client_kwargs()
+    )
 
     @app.timer(interval=GROUP_LAG_INTERVAL_S)
     async def group_lag() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
@@ -28,10 +29,15 @@ CLIENT_ID = "teilhabe-group-lag"
 
 
 def group_lag(
-    bootstrap: str, group: str, topics: Mapping[str, int], timeout_s: float = 10.0
+    bootstrap: str,
+    group: str,
+    topics: Mapping[str, int],
+    timeout_s: float = 10.0,
+    security: Mapping[str, Any] | None = None,
 ) -> dict[tuple[str, int], int]:
     """(topic, partition) -> end offset minus the group's committed offset (the whole
-    partition when the group has committed nothing there). Raises KafkaError / OSError."""
+    partition when the group has committed nothing there). ``security``: the clients' TLS /
+    SASL arguments (``pipeline.kafka_security``). Raises KafkaError / OSError."""
     tps = [TopicPartition(topic, p) for topic, n in topics.items() for p in range(n)]
     timeout_ms = int(timeout_s * 1000)
     common = {
@@ -39,6 +45,7 @@ def group_lag(
         "client_id": CLIENT_ID,
         "request_timeout_ms": timeout_ms,
         "bootstrap_timeout_ms": timeout_ms,
+        **(security or {}),
     }
     admin = KafkaAdminClient(**common)
     try:
@@ -70,8 +77,10 @@ class GroupLagProbe:
         topics: Mapping[str, int],
         metrics: PipelineMetrics,
         timeout_s: float = 10.0,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = dict(security or {})
         self.group = group
         self.topics = dict(topics)
         self.metrics = metrics
@@ -85,7 +94,9 @@ class GroupLagProbe:
         if self._reading is not None and not self._reading.done():
             return False  # the last reading still waits for the broker: never two threads
         self._reading = asyncio.ensure_future(
-            asyncio.to_thread(group_lag, self.bootstrap, self.group, self.topics, self.timeout_s)
+            asyncio.to_thread(
+                group_lag, self.bootstrap, self.group, self.topics, self.timeout_s, self.security
+            )
         )
         try:
             lags = await asyncio.wait_for(asyncio.shield(self._reading), 3 * self.timeout_s)

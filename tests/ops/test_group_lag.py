@@ -97,3 +97,27 @@ def test_the_probe_empties_the_gauge_when_the_broker_cannot_be_read(
         for s in m.samples
     ]
     assert samples == [], "a stale figure would keep PipelineStalled's input half alive"
+
+
+def test_the_probe_clients_get_the_security_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.ops import grouplag
+
+    seen: list[dict[str, object]] = []
+
+    class RefusedError(Exception):
+        pass
+
+    def client(**kwargs: object) -> object:
+        seen.append(kwargs)
+        raise RefusedError
+
+    monkeypatch.setattr(grouplag, "KafkaAdminClient", client)
+    monkeypatch.setattr(grouplag, "KafkaConsumer", client)
+    security = {"security_protocol": "SSL", "ssl_context": object()}
+    metrics = PipelineMetrics.create()
+    probe = GroupLagProbe("kafka:9093", GROUP, {TOPIC: 1}, metrics, security=security)
+    assert not asyncio.run(probe.check())
+    assert seen and all(
+        kw["security_protocol"] == "SSL" and kw["ssl_context"] is security["ssl_context"]
+        for kw in seen
+    )
