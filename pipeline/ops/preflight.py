@@ -18,6 +18,7 @@ import struct
 from pipeline.errors import ConfigError
 from pipeline.kafka_security import KafkaSecurity, kafka_security
 from pipeline.ops.brokerprobe import _request
+from pipeline.ops.saslcheck import authenticate, recv_exact
 from pipeline.settings import Settings
 
 log = logging.getLogger("teilhabe.preflight")
@@ -60,7 +61,6 @@ def preflight(bootstrap: str, settings: Settings, timeout_s: float = 10.0) -> Ka
     security = kafka_security(settings)  # the files: missing, unreadable, readable by others
     if settings.embedded_broker:
         return security  # our own PLAINTEXT broker
-    reached = False
     for host, port in bootstrap_servers(bootstrap):
         try:
             sock = socket.create_connection((host, port), timeout=timeout_s)
@@ -69,16 +69,14 @@ def preflight(bootstrap: str, settings: Settings, timeout_s: float = 10.0) -> Ka
             continue
         with sock:
             _check_server(sock, host, port, security, timeout_s)
-        reached = True
-    if reached and security.sasl:
-        check_sasl(bootstrap, security, timeout_s)
     return security
 
 
 def _check_server(
     sock: socket.socket, host: str, port: int, security: KafkaSecurity, timeout_s: float
 ) -> None:
-    """TLS handshake (when TLS) and one ApiVersions round trip on ``sock``."""
+    """TLS handshake (when TLS), one ApiVersions round trip and (SASL) the authentication
+    on ``sock``."""
     server = f"{host}:{port}"
     sock.settimeout(timeout_s)
     if not security.tls:
@@ -91,6 +89,8 @@ def _check_server(
                 f"TEILHABE_KAFKA_SECURITY_PROTOCOL is {security.protocol}; set it to SSL (or "
                 "SASL_SSL), with TEILHABE_KAFKA_SSL_CAFILE when its CA is not a system CA"
             )
+        if security.sasl and _answered(answer):
+            _sasl(sock, server, security, timeout_s)
         return
     assert security.ssl_context is not None
     try:
@@ -113,6 +113,8 @@ def _check_server(
     with tls:
         try:
             answer = _api_versions(tls, server, security)
+            if security.sasl and _answered(answer):
+                _sasl(tls, server, security, timeout_s)
         except ssl.SSLError as exc:  # TLS 1.3: a refused client certificate shows here
             raise ConfigError(_tls_failed(server, exc, security, "session")) from None
     if answer == CLOSED:  # after the handshake: what a refused client certificate looks like
@@ -129,6 +131,32 @@ def _check_server(
         raise ConfigError(f"the broker at {server} ended the TLS session unanswered: {hint}")
 
 
+CORRELATION_ID = 0x7E11AB
+
+
+def _answered(answer: bytes) -> bool:
+    """True when ``answer`` (from ``_api_versions``) is the broker's answer to ApiVersions."""
+    return len(answer) == 8 and struct.unpack(">ii", answer)[1] == CORRELATION_ID
+
+
+def _sasl(sock: socket.socket, server: str, security: KafkaSecurity, timeout_s: float) -> None:
+    """``saslcheck.authenticate``, its network failures also as a ConfigError."""
+    try:
+        authenticate(sock, server, security)
+    except TimeoutError:
+        raise ConfigError(
+            f"SASL with {server} failed: no answer within {timeout_s:.0f} s — does this "
+            "listener use SASL? check TEILHABE_KAFKA_SECURITY_PROTOCOL and "
+            "TEILHABE_KAFKA_SASL_MECHANISM"
+        ) from None
+    except (ConnectionError, struct.error) as exc:
+        raise ConfigError(
+            f"SASL authentication with {server} failed ({type(exc).__name__}: {exc}) — check "
+            "TEILHABE_KAFKA_SASL_USERNAME, TEILHABE_KAFKA_SASL_PASSWORD_FILE and "
+            "TEILHABE_KAFKA_SASL_MECHANISM"
+        ) from None
+
+
 #: What ``_api_versions`` returns when the server closed the connection before answering, and
 #: when it did not answer in time or the connection failed (left to the clients).
 CLOSED = b""
@@ -138,15 +166,14 @@ NO_ANSWER = b"?"
 def _api_versions(sock: socket.socket, server: str, security: KafkaSecurity) -> bytes:
     """Send ApiVersions; the first 8 bytes of the answer (``CLOSED`` when the server closed
     the connection without a byte, ``NO_ANSWER`` when it did not answer in time)."""
-    correlation_id = 0x7E11AB
+    correlation_id = CORRELATION_ID
     try:
         sock.sendall(_request(correlation_id))
-        head = b""
-        while len(head) < 8:
-            chunk = sock.recv(8 - len(head))
-            if not chunk:
-                break
-            head += chunk
+        head = recv_exact(sock, 8)
+        if len(head) == 8:
+            size, got = struct.unpack(">ii", head)
+            if got == correlation_id and 4 <= size <= 1 << 20:
+                recv_exact(sock, size - 4)  # the rest of the answer: the connection goes on
     except ssl.SSLError:
         raise  # the caller names the setting
     except TimeoutError:
@@ -202,25 +229,6 @@ def _tls_failed(server: str, exc: ssl.SSLError, security: KafkaSecurity, stage: 
         f"{what} — check TEILHABE_KAFKA_SECURITY_PROTOCOL, TEILHABE_KAFKA_SSL_CAFILE and "
         "(mutual TLS) TEILHABE_KAFKA_SSL_CERTFILE / TEILHABE_KAFKA_SSL_KEYFILE"
     )
-
-
-def check_sasl(bootstrap: str, security: KafkaSecurity, timeout_s: float) -> None:
-    """Authenticate once with kafka-python (the clients' own SASL code); ConfigError naming
-    the SASL settings when the broker refuses."""
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            client_id="teilhabe-preflight",
-            bootstrap_timeout_ms=int(timeout_s * 1000),
-            request_timeout_ms=int(timeout_s * 1000),
-            **security.client_kwargs(),
-        )
-    except KafkaError as exc:
-        raise sasl_error(bootstrap, security, exc) or exc from None
-    admin.close()
 
 
 def sasl_error(bootstrap: str, security: KafkaSecurity, exc: BaseException) -> ConfigError | None:

@@ -16,7 +16,10 @@ from kafka.errors import SaslAuthenticationFailedError, UnsupportedSaslMechanism
 
 from pipeline.errors import ConfigError
 from pipeline.kafka_security import kafka_security
+from pipeline.ops.preflight import preflight, sasl_error
 from pipeline.settings import NOT_SETTINGS, load_settings, setting_names
+from tests.sasl_broker import SaslBroker
+from tests.tls_terminator import TlsTerminator
 
 PASSWORD = "scram-password-from-the-file"
 UNREACHABLE = "127.0.0.1:9"  # discard port: the preflight leaves it to the clients
@@ -286,35 +289,87 @@ def test_faust_app_with_tls_only(files: dict[str, Path], tmp_path: Path) -> None
     assert "sasl_mechanism" not in auth
 
 
-def test_sasl_failures_name_the_sasl_settings(
-    monkeypatch: pytest.MonkeyPatch, settings_and_ca: tuple[Any, object]
+def sasl_settings(files: dict[str, Path], port: int, mechanism: str, **values: object) -> Any:
+    base = sasl_ssl(
+        files,
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_ssl_cafile=None,
+        kafka_sasl_mechanism=mechanism,
+    )
+    base.update(values)
+    return load_settings(**base)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_preflight_logs_in_with_the_password_from_the_file(
+    files: dict[str, Path], mechanism: str
 ) -> None:
-    import kafka.admin
+    with SaslBroker({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}, "teilhabe", PASSWORD) as b:
+        settings = sasl_settings(files, b.port, mechanism)
+        preflight(settings.kafka_bootstrap, settings)
+    assert b.logins == [mechanism]
 
-    from pipeline.ops.preflight import check_sasl
 
-    settings, ca = settings_and_ca
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_a_wrong_password_names_the_sasl_settings(files: dict[str, Path], mechanism: str) -> None:
+    with SaslBroker({"PLAIN", "SCRAM-SHA-512"}, "teilhabe", "another-password") as b:
+        settings = sasl_settings(files, b.port, mechanism)
+        with pytest.raises(ConfigError) as err:
+            preflight(settings.kafka_bootstrap, settings)
+    message = str(err.value)
+    assert f"SASL authentication with 127.0.0.1:{b.port} failed" in message
+    assert "Invalid username or password" in message  # the broker's own reason
+    assert "TEILHABE_KAFKA_SASL_PASSWORD_FILE" in message and "'teilhabe'" in message
+    assert PASSWORD not in message and not b.logins
+
+
+def test_a_mechanism_the_broker_does_not_offer_names_the_mechanism_setting(
+    files: dict[str, Path],
+) -> None:
+    with SaslBroker({"PLAIN"}, "teilhabe", PASSWORD) as b:
+        settings = sasl_settings(files, b.port, "SCRAM-SHA-256")
+        with pytest.raises(ConfigError, match="offers PLAIN, not SCRAM-SHA-256.*_SASL_MECHANISM"):
+            preflight(settings.kafka_bootstrap, settings)
+
+
+def test_sasl_over_tls_logs_in_through_the_tls_context(files: dict[str, Path]) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    with (
+        SaslBroker({"SCRAM-SHA-512"}, "teilhabe", PASSWORD) as b,
+        TlsTerminator(server, b.port) as tls,
+    ):
+        settings = sasl_settings(
+            files,
+            tls.port,
+            "SCRAM-SHA-512",
+            kafka_security_protocol="SASL_SSL",
+            kafka_ssl_cafile=files["ca"],
+        )
+        preflight(settings.kafka_bootstrap, settings)
+        assert b.logins == ["SCRAM-SHA-512"] and tls.connections == 1
+        wrong = sasl_settings(
+            files,
+            b.port,
+            "SCRAM-SHA-512",
+            kafka_security_protocol="SASL_SSL",
+            kafka_ssl_cafile=files["ca"],
+        )  # TLS to the port without TLS
+        with pytest.raises(ConfigError, match="TEILHABE_KAFKA_SECURITY_PROTOCOL"):
+            preflight(wrong.kafka_bootstrap, wrong, timeout_s=2.0)
+
+
+def test_client_sasl_errors_name_the_sasl_settings(settings_and_ca: tuple[Any, object]) -> None:
+    settings, _ = settings_and_ca
     security = kafka_security(settings)
-    seen: list[dict[str, Any]] = []
-
-    def refusing(**kwargs: Any) -> Any:
-        seen.append(kwargs)
-        raise SaslAuthenticationFailedError("Authentication failed during authentication")
-
-    monkeypatch.setattr(kafka.admin, "KafkaAdminClient", refusing)
-    with pytest.raises(ConfigError) as err:
-        check_sasl(settings.kafka_bootstrap, security, 5.0)
-    check_security(seen[0], ca)
-    assert "TEILHABE_KAFKA_SASL_PASSWORD_FILE" in str(err.value)
-    assert "TEILHABE_KAFKA_SASL_USERNAME" in str(err.value)
-    assert PASSWORD not in str(err.value)
-
-    def unsupported(**kwargs: Any) -> Any:
-        raise UnsupportedSaslMechanismError("Enabled mechanisms: ['PLAIN']")
-
-    monkeypatch.setattr(kafka.admin, "KafkaAdminClient", unsupported)
-    with pytest.raises(ConfigError, match="TEILHABE_KAFKA_SASL_MECHANISM"):
-        check_sasl(settings.kafka_bootstrap, security, 5.0)
+    refused = sasl_error("k:9093", security, SaslAuthenticationFailedError("bad"))
+    assert refused is not None and "TEILHABE_KAFKA_SASL_PASSWORD_FILE" in str(refused)
+    unsupported = sasl_error("k:9093", security, UnsupportedSaslMechanismError("PLAIN only"))
+    assert unsupported is not None and "TEILHABE_KAFKA_SASL_MECHANISM" in str(unsupported)
+    assert sasl_error("k:9093", security, TimeoutError()) is None
 
 
 def test_the_password_never_shows(settings_and_ca: tuple[Any, object]) -> None:
