@@ -7,10 +7,8 @@ message that names the variable, what is allowed and what it got.
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
-from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -19,21 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.envcheck import check_known, env_file_names
 from pipeline.errors import ConfigError
 
 ENV_PREFIX = "TEILHABE_"
-
-#: ``TEILHABE_*`` variables that are read outside ``Settings`` on purpose: the path of the env
-#: file itself, and the knobs of the fault tests (docs/reliability.md). Every other
-#: ``TEILHABE_*`` name must be a setting: a misspelt one stops the start (``check_known``).
-NOT_SETTINGS = frozenset(
-    {
-        "TEILHABE_ENV_FILE",
-        "TEILHABE_FAULTS_KILLS",
-        "TEILHABE_FAULTS_OUTAGE_S",
-        "TEILHABE_FAULTS_STALL_S",
-    }
-)
 
 
 class Settings(BaseSettings):
@@ -414,48 +401,15 @@ def setting_names() -> list[str]:
     return [ENV_PREFIX + name.upper() for name in Settings.model_fields]
 
 
-def check_known(names: Iterable[str], where: str = "") -> None:
-    """ConfigError for each ``TEILHABE_*`` name in ``names`` that is no setting (and not in
-    ``NOT_SETTINGS``), with the closest valid name; ``where`` says where it was found."""
-    valid = setting_names()
-    known = set(valid) | NOT_SETTINGS
-    lines = []
-    for name in sorted({n.upper() for n in names if n.upper().startswith(ENV_PREFIX)} - known):
-        # compared without the prefix, which every name shares
-        close = difflib.get_close_matches(
-            name.removeprefix(ENV_PREFIX), [v.removeprefix(ENV_PREFIX) for v in valid], n=1
-        )
-        hint = (
-            f"did you mean {ENV_PREFIX}{close[0]}?"
-            if close
-            else "`teilhabe config --markdown` lists them"
-        )
-        lines.append(f"unknown setting {name}{where}; {hint}")
-    if lines:
-        raise ConfigError("\n".join(lines))
-
-
-def _env_file_names(env_file: object) -> list[str]:
-    """Variable names in the env file(s) Settings reads (none when there is none)."""
-    from dotenv import dotenv_values
-
-    files = env_file if isinstance(env_file, list | tuple) else [env_file]
-    names: list[str] = []
-    for file in files:
-        if file is not None and Path(str(file)).is_file():
-            names.extend(dotenv_values(Path(str(file)), encoding="utf-8"))
-    return names
-
-
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; turn validation errors into one clear ConfigError.
 
     A ``TEILHABE_*`` variable (in the environment or the env file) that is no setting stops
     the start with the closest valid name: a misspelt setting would be ignored otherwise.
     """
-    check_known(os.environ)
+    check_known(os.environ, setting_names())
     env_file = overrides.get("_env_file", Settings.model_config.get("env_file"))
-    check_known(_env_file_names(env_file), f" in {env_file}")
+    check_known(env_file_names(env_file), setting_names(), f" in {env_file}")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

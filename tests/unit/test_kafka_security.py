@@ -14,10 +14,11 @@ import trustme
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from kafka.errors import SaslAuthenticationFailedError, UnsupportedSaslMechanismError
 
+from pipeline.envcheck import NOT_SETTINGS
 from pipeline.errors import ConfigError
 from pipeline.kafka_security import kafka_security
 from pipeline.ops.preflight import preflight, sasl_error
-from pipeline.settings import NOT_SETTINGS, load_settings, setting_names
+from pipeline.settings import load_settings, setting_names
 from tests.sasl_broker import SaslBroker
 from tests.tls_terminator import TlsTerminator
 
