@@ -171,6 +171,19 @@ def test_real_prometheus_fires_engagement_drop_for_the_dropped_unit_only(
             60,
             "the baseline and fact gauges",
         )
+
+        def group_lags() -> list[float]:
+            return [
+                float(line.rsplit(" ", 1)[1])
+                for line in run.metrics_text().splitlines()
+                if line.startswith("teilhabe_consumer_group_lag_messages{")
+            ]
+
+        # drained: the broker's view of the group (read every 30 s) must say nothing waits,
+        # else PipelineStalled would page on every quiet night
+        run.sleep_until(
+            lambda: group_lags() and not any(group_lags()), 90, "the group lag probe at 0"
+        )
         (metrics_url,) = run.stack.worker_metrics_urls()
         target = urllib.parse.urlsplit(metrics_url).netloc
         prom = prometheus_for(shortened_config(tmp_path / "prometheus", target), tmp_path)
@@ -195,6 +208,11 @@ def test_real_prometheus_fires_engagement_drop_for_the_dropped_unit_only(
         time.sleep(3)  # a few more evaluations: nothing else may start firing
         firing = prom.query('ALERTS{alertname="EngagementDrop", alertstate="firing"}')
         alerts = prom.get("/api/v1/alerts")["alerts"]
+        backlog = prom.query('max(teilhabe_consumer_group_lag_messages{topic=~".*events"})')
+        partitions = len(group_lags())
+
+    assert backlog == {"": 0.0} and partitions == run.settings.events_partitions, backlog
+    assert not [a for a in alerts if a["labels"]["alertname"] == "PipelineStalled"]
 
     print(f"\nbaseline ratio by unit: {ratios}\norg E-I: {org_ei}")
     assert len(ratios) >= 4, f"every unit with k people should have a ratio, got {ratios}"
