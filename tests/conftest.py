@@ -23,6 +23,7 @@ LONGEST_FIRST = (
     "tests/faults/test_broker_stall.py",
     "tests/faults/test_sink_outage.py",
     "tests/faults/test_rebalance.py",
+    "tests/faults/test_restore.py",
     "tests/integration/test_end_to_end.py",
     "tests/ops/test_prometheus_server.py",
     "tests/integration/test_real_size.py",
