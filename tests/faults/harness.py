@@ -52,6 +52,9 @@ GRACE_S = 1800
 KILLS = int(os.environ.get("TEILHABE_FAULTS_KILLS", "10"))
 OUTAGE_S = float(os.environ.get("TEILHABE_FAULTS_OUTAGE_S", "20"))
 STALL_S = float(os.environ.get("TEILHABE_FAULTS_STALL_S", "20"))
+#: ClickHouse down while a worker joins: 60 s in every form, far beyond the rebalance timeout
+#: (12 s on the embedded broker), which is what the scenario has to outlast.
+REBALANCE_OUTAGE_S = float(os.environ.get("TEILHABE_FAULTS_REBALANCE_OUTAGE_S", "60"))
 FAULT_ENV = {
     "TEILHABE_IDLE_CLOSE_MODE": "end_of_input",
     "TEILHABE_SINK_FLUSH_INTERVAL_S": "0.2",
@@ -447,6 +450,10 @@ class FaultRun:
     def logs(self) -> str:
         """All worker logs of the run."""
         return "\n".join(p.read_text(errors="replace") for p in self.stack.log_dir.glob("worker-*"))
+
+    def log_of(self, n: int) -> str:
+        """The log of worker ``n`` so far."""
+        return (self.stack.log_dir / f"worker-{n}.log").read_text(errors="replace")
 
     def figures(self) -> Figures:
         """What is in ClickHouse now."""
