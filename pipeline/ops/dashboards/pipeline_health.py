@@ -22,20 +22,34 @@ def pipeline_health() -> dict[str, Any]:
             "max(teilhabe_broker_up)",
             thresholds=threshold_steps((None, "red"), (1, "green")),
             decimals=0,
+            span=4,
         ),
         stat_panel(
             "Events ingested",
             "Valid events per second over all workers.",
             rate.format("teilhabe_events_ingested_total"),
             unit="reqps",
+            span=5,
         ),
         stat_panel(
             "Since last consumed",
-            "Seconds since any worker last got a message from the input topic; over 10 min "
-            f"while the broker is up fires PipelineStalled ({RUNBOOKS}#pipelinestalled).",
+            "Seconds since any worker last got a message from the input topic. A quiet night "
+            "without input is fine: PipelineStalled needs input waiting as well.",
             'time() - max(teilhabe_last_consumed_timestamp_seconds{topic=~".*events"})',
             unit="s",
             thresholds=threshold_steps((None, "green"), (120, "orange"), (600, "red")),
+            span=5,
+        ),
+        stat_panel(
+            "Input waiting",
+            "The consumer group's backlog on the input topic, read from the broker "
+            "(log-end minus committed offset, teilhabe_consumer_group_lag_messages). Above 0 "
+            "with nothing consumed for 10 min while the broker is up fires PipelineStalled "
+            f"({RUNBOOKS}#pipelinestalled).",
+            'sum(max by (partition) (teilhabe_consumer_group_lag_messages{topic=~".*events"}))',
+            thresholds=threshold_steps((None, "green"), (1000, "orange"), (10000, "red")),
+            decimals=0,
+            span=5,
         ),
         stat_panel(
             "Max consumer lag",
@@ -43,6 +57,7 @@ def pipeline_health() -> dict[str, Any]:
             f"ConsumerLagHigh ({RUNBOOKS}#consumerlaghigh).",
             "max(teilhabe_consumer_lag_messages)",
             thresholds=threshold_steps((None, "green"), (1000, "orange"), (10000, "red")),
+            span=5,
         ),
         live_series(
             "Events ingested by type",
