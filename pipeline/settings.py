@@ -127,7 +127,8 @@ class Settings(BaseSettings):
         730,
         ge=1,
         description="Retention of pseudonymised event facts in ClickHouse (days); older events "
-        "(also in a backfill) are dropped by the table's TTL.",
+        "(also in a backfill) are dropped by the table's TTL. Every migrate (and worker start) "
+        "brings the TTL of existing tables to this value.",
     )
 
     # --- Windows ---------------------------------------------------------------------------
