@@ -50,7 +50,7 @@ def test_a_refused_statement_stops_the_worker_and_commits_nothing_past_it(
         # the operator repairs the table and restarts the worker: the replay writes it all
         client = get_client(run.settings)
         try:
-            facts = int(client.command(f"SELECT count() FROM {db}.events"))
+            facts = int(str(client.command(f"SELECT count() FROM {db}.events")))
             client.command(f"ALTER TABLE {db}.events ADD COLUMN is_late UInt8 AFTER idea_status")
         finally:
             client.close()
