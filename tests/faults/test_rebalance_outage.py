@@ -52,7 +52,7 @@ def test_rebalance_completes_while_clickhouse_is_down(tmp_path: Path) -> None:
         clickhouse = run.stack.clickhouse
         assert clickhouse is not None, "the test needs the embedded ClickHouse it can stop"
         n = run.settings.activity_partitions
-        run.start_paced(30)
+        run.start_paced(45)  # input keeps coming into the outage: a flush is in flight
         # the second worker does its ClickHouse part (migrations) first, then waits, frozen,
         # until ClickHouse is down: it joins the group during the outage
         second = run.start_worker()
@@ -86,6 +86,7 @@ def test_rebalance_completes_while_clickhouse_is_down(tmp_path: Path) -> None:
         actual = run.figures()
         first_log, second_log = run.log_of(0), run.log_of(1)
     revoked_at, revoke_s = _REVOKED.findall(first_log)[0]
+    assert "flush_in_flight=True" in first_log, "no flush was retrying at the revocation"
     done_at = max(assignments(first_log)[1][0], assignments(second_log)[0][0])
     run.report.notes += [
         f"on_revoked_s={float(revoke_s):.3f}",
