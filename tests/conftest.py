@@ -18,7 +18,9 @@ TEST_KEY = "teilhabe-test-key-0123456789abcdef"
 #: workers of ``make test`` (pytest-xdist, ``--dist loadscope``: a module stays on one worker)
 #: finish together instead of one of them starting a long module last.
 LONGEST_FIRST = (
+    "tests/faults/test_rebalance_outage.py",
     "tests/faults/test_crash.py",
+    "tests/faults/test_sink_refused.py",
     "tests/connectors/test_import_pipeline.py",
     "tests/faults/test_broker_stall.py",
     "tests/faults/test_sink_outage.py",
