@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +28,7 @@ import yaml
 from prometheus_client import start_http_server
 
 from pipeline.ops.exporter import PipelineMetrics
+from tests.ops.server_process import ServerProcess
 from tests.ops.test_prometheus_server import (  # noqa: F401 - the fixture, used by name
     PROMETHEUS,
     free_port,
@@ -99,27 +99,25 @@ def receiver_config(receiver: Receiver) -> dict[str, Any]:
     return dict(doc)
 
 
-class Alertmanager:
+class Alertmanager(ServerProcess):
     """A real Alertmanager on loopback (no cluster listener) and its v2 API."""
+
+    poll_s = 0.2
+    wait_s = 60.0
 
     def __init__(self, config: dict[str, Any], root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         path = root / "alertmanager.yml"
         path.write_text(yaml.safe_dump(config))
         self.address = f"127.0.0.1:{free_port()}"
-        self.log = root / "alertmanager.log"
-        with open(self.log, "wb") as fh:
-            self.proc = subprocess.Popen(
-                [
-                    str(ALERTMANAGER),
-                    f"--config.file={path}",
-                    f"--storage.path={root / 'data'}",
-                    f"--web.listen-address={self.address}",
-                    "--cluster.listen-address=",
-                ],
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
+        argv = [
+            str(ALERTMANAGER),
+            f"--config.file={path}",
+            f"--storage.path={root / 'data'}",
+            f"--web.listen-address={self.address}",
+            "--cluster.listen-address=",
+        ]
+        super().__init__(argv, root / "alertmanager.log")
         self.wait("ready", lambda: self.request("/-/ready") is not None)
 
     def request(self, path: str, body: Any = None) -> Any:
@@ -137,27 +135,6 @@ class Alertmanager:
     def alerts(self) -> dict[str, dict[str, Any]]:
         """Alert name -> the API's view of it (status: active / suppressed, inhibitedBy)."""
         return {a["labels"]["alertname"]: a for a in self.request("/api/v2/alerts")}
-
-    def wait(self, what: str, check: Callable[[], Any], timeout_s: float = 60) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert self.proc.poll() is None, "alertmanager exited:\n" + self.log.read_text()[-3000:]
-            try:
-                got = check()
-            except OSError:
-                got = None
-            if got:
-                return got
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 @pytest.fixture

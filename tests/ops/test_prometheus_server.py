@@ -14,7 +14,6 @@ import json
 import re
 import shutil
 import socket
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -28,6 +27,7 @@ import yaml
 
 from pipeline.dev import generator as gen
 from tests.faults.harness import Dataset, FaultRun, dataset_from_spec
+from tests.ops.server_process import ServerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -82,23 +82,18 @@ def shortened_config(root: Path, target: str, alertmanager: str | None = None) -
     return path
 
 
-class Prometheus:
+class Prometheus(ServerProcess):
     """A Prometheus server process on loopback and its HTTP API."""
 
     def __init__(self, config: Path, root: Path) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
-        self.log = root / "prometheus.log"
-        with open(self.log, "wb") as fh:
-            self.proc = subprocess.Popen(
-                [
-                    str(PROMETHEUS),
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={root / 'tsdb'}",
-                    f"--web.listen-address={self.url.removeprefix('http://')}",
-                ],
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
+        argv = [
+            str(PROMETHEUS),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={root / 'tsdb'}",
+            f"--web.listen-address={self.url.removeprefix('http://')}",
+        ]
+        super().__init__(argv, root / "prometheus.log")
 
     def get(self, path: str, **params: str) -> Any:
         query = urllib.parse.urlencode(params)
@@ -111,27 +106,6 @@ class Prometheus:
         """Instant query; one value per series, keyed by its ``unit`` label (or '')."""
         data = self.get("/api/v1/query", query=expr)
         return {r["metric"].get("unit", ""): float(r["value"][1]) for r in data["result"]}
-
-    def wait(self, what: str, check: Any, timeout_s: float = 90) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert self.proc.poll() is None, "prometheus exited:\n" + self.log.read_text()[-3000:]
-            try:
-                got = check()
-            except OSError:
-                got = None
-            if got:
-                return got
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 @pytest.fixture
