@@ -93,3 +93,13 @@ def migrated_clickhouse(root: Path, **values: object) -> Iterator[Any]:
                 client.close()
     finally:
         mp.undo()
+
+
+@pytest.fixture
+def clean_teilhabe_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ``TEILHABE_*`` variable of the caller's environment and no ``.env`` of the checkout:
+    the test sees only the settings it sets."""
+    for name in list(os.environ):
+        if name.startswith("TEILHABE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

@@ -26,12 +26,7 @@ PASSWORD = "scram-password-from-the-file"
 UNREACHABLE = "127.0.0.1:9"  # discard port: the preflight leaves it to the clients
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("TEILHABE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # no .env file of the checkout
+pytestmark = pytest.mark.usefixtures("clean_teilhabe_env")
 
 
 @pytest.fixture

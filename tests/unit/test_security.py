@@ -33,12 +33,7 @@ PASSWORD = "clickhouse-password-never-shown"
 SECRET_NAME = re.compile(r"pass|secret|token|key|credential|auth|dsn", re.IGNORECASE)
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("TEILHABE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # no .env file of the checkout
+pytestmark = pytest.mark.usefixtures("clean_teilhabe_env")
 
 
 def value_options(command: Any, path: str = "teilhabe") -> list[tuple[str, Any]]:
