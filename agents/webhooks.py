@@ -4,11 +4,14 @@ Routes: ``POST /v1/events`` (bearer token; a contract event or an envelope),
 ``POST /v1/slack/events`` (Slack Events API, signed), ``POST /v1/mattermost`` (outgoing webhook
 token), ``GET /healthz``. A request is answered 200/202 only once Kafka has confirmed what it
 carried; its events go to the input topic as envelopes whose person ids are already
-pseudonymised (``"pseudonymised": true``). Refusals: 401 signature or token, 413 body above
-``TEILHABE_WEBHOOK_MAX_BYTES``, 400 malformed (reason in the answer, body in the dead-letter
-topic; of Slack and Mattermost payloads only the fields that hold no text and name no person),
-429 over the source's rate (with ``Retry-After``), 503 Kafka did not confirm (retry).
-Bodies and message texts are never logged: status, source, counts and reason codes only.
+pseudonymised (``"pseudonymised": true``). Credentials are checked before a body is read (a
+Slack signature, or a Mattermost token sent in the body only, needs the body: it is read under
+the size limit and the body timeout). Refusals (docs/connectors.md, "Limits"): 401 signature or
+token, 413 body above ``TEILHABE_WEBHOOK_MAX_BYTES``, 408 headers or body too slow, 400
+malformed (reason in the answer; a redacted, pseudonymised dead letter), 429 over the rate of
+the credential or, unauthenticated, of the client address (with ``Retry-After``), 503 Kafka did
+not confirm or too many connections. A 500 is a bug. Bodies, headers and message texts are
+never logged (``pipeline.sources.webhooks.server``: one access line per request).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 
 from agents.delivery import Outgoing
 from agents.runtime import Runtime
@@ -34,6 +38,7 @@ from pipeline.metrics.enrich import decode_message
 from pipeline.sources.webhooks.credentials import (
     Credentials,
     bearer_token,
+    header_token,
     load_credentials,
     token_matches,
 )
@@ -44,12 +49,20 @@ from pipeline.sources.webhooks.generic import (
     envelopes,
     outgoing,
     redacted,
+    redacted_events,
     validate_all,
 )
 from pipeline.sources.webhooks.mattermost import map_mattermost, parse_mattermost
 from pipeline.sources.webhooks.metrics import WebhookMetrics
 from pipeline.sources.webhooks.payload import EVENTS, MATTERMOST, SLACK, Mapped, parse_json_object
-from pipeline.sources.webhooks.ratelimit import RateLimiter
+from pipeline.sources.webhooks.ratelimit import RateLimiter, client_key
+from pipeline.sources.webhooks.server import (
+    Guard,
+    GuardedRunner,
+    Limits,
+    json_errors,
+    server_headers,
+)
 from pipeline.sources.webhooks.slack import map_slack_callback
 
 log = logging.getLogger("teilhabe.webhooks")
@@ -90,14 +103,25 @@ class WebhookServer:
         s = rt.settings
         self.rt = rt
         self.creds = creds
-        self.limiter = RateLimiter(s.webhook_rate_per_s, s.webhook_burst)
+        self.limiter = RateLimiter(s.webhook_rate_per_s, s.webhook_burst)  # per credential
+        self.clients = RateLimiter(s.webhook_client_rate_per_s, s.webhook_client_burst)
         self.seen = RecentIds()
         self.metrics = WebhookMetrics.create(rt.metrics.registry)
+        self.limits = Limits(
+            header_timeout_s=s.webhook_header_timeout_s,
+            body_timeout_s=s.webhook_body_timeout_s,
+            keepalive_timeout_s=s.webhook_keepalive_timeout_s,
+            max_connections=s.webhook_max_connections,
+        )
+        self.guard = Guard(self.limits, self.metrics, log)
         self.runner: web.AppRunner | None = None
 
     def application(self) -> web.Application:
         """The routes of the configured sources, plus ``/healthz``."""
-        app = web.Application(client_max_size=self.rt.settings.webhook_max_bytes)
+        app = web.Application(
+            client_max_size=self.rt.settings.webhook_max_bytes, middlewares=[json_errors]
+        )
+        app.on_response_prepare.append(server_headers)
         handlers: dict[str, Handler] = {}
         if self.creds.bearer:
             handlers[EVENTS] = self.events
@@ -106,8 +130,13 @@ class WebhookServer:
         if self.creds.mattermost:
             handlers[MATTERMOST] = self.mattermost
         for source, handler in handlers.items():
-            app.router.add_post(ROUTES[source], self._route(source, handler))
-        app.router.add_get("/healthz", self.healthz)
+            app.router.add_post(
+                ROUTES[source],
+                self._route(source, handler),
+                name=source,
+                expect_handler=self._expect(source),
+            )
+        app.router.add_get("/healthz", self.healthz, name="healthz")
         return app
 
     async def start(self) -> None:
@@ -115,7 +144,7 @@ class WebhookServer:
         if self.runner is not None:
             return
         s = self.rt.settings
-        runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=5.0)
+        runner = GuardedRunner(self.application(), self.guard, shutdown_timeout=5.0)
         await runner.setup()
         try:
             await web.TCPSite(runner, s.webhook_host, s.webhook_port).start()
@@ -145,9 +174,7 @@ class WebhookServer:
     # --- routes --------------------------------------------------------------------------
     async def events(self, request: web.Request) -> Answer:
         """Contract events (one, or an envelope) from a client holding the bearer token."""
-        self._admit(request, EVENTS)
-        if not token_matches(bearer_token(request.headers.get("Authorization")), self.creds.bearer):
-            raise Refused(401, "unauthorized", "bearer token missing or wrong")
+        await self._before_body(request, EVENTS)
         body = await self._read(request)
         s = self.rt.settings
         now_ms = int(time.time() * 1000)
@@ -158,7 +185,8 @@ class WebhookServer:
             detail = dead.detail if dead else "end_of_input is not accepted over HTTP"
             if dead is not None and dead.index is not None:
                 detail = f"event {dead.index}: {detail}"
-            raise await self._malformed(EVENTS, InvalidEvent(reason, detail), body)
+            letter = redacted_events(body, self.rt.pseudonymise)
+            raise await self._malformed(EVENTS, InvalidEvent(reason, detail), letter)
         events = outgoing(decoded.events, self.rt.pseudonymise, already=decoded.pseudonymised)
         n = await self._send(EVENTS, events)
         return Answer(202, {"accepted": n}, events=n)
@@ -166,13 +194,14 @@ class WebhookServer:
     async def slack(self, request: web.Request) -> Answer:
         """Slack Events API: the URL handshake and event callbacks (retries counted once)."""
         assert self.creds.slack is not None
-        self._admit(request, SLACK)
+        await self._before_body(request, SLACK)
         body = await self._read(request)
         h = request.headers
         if not self.creds.slack.verify(
             body, h.get("X-Slack-Request-Timestamp"), h.get("X-Slack-Signature")
         ):
-            raise Refused(401, "bad_signature", "signature wrong or timestamp over 5 min off")
+            self._unauthorised(request, "bad_signature", "signature wrong or timestamp off")
+        self._admit(SLACK)
         doc = await self._parsed(SLACK, lambda: parse_json_object(body))
         kind = doc.get("type")
         if kind == "url_verification" and isinstance(doc.get("challenge"), str):
@@ -186,16 +215,21 @@ class WebhookServer:
         return await self._once(event_id, lambda: self._deliver(SLACK, doc, map_slack_callback))
 
     async def mattermost(self, request: web.Request) -> Answer:
-        """A Mattermost outgoing webhook (form-encoded or JSON) with its token."""
-        self._admit(request, MATTERMOST)
+        """A Mattermost outgoing webhook (form-encoded or JSON) with its token (in the
+        ``Authorization: Token`` header, checked before the body is read, or in the body)."""
+        authenticated = await self._before_body(request, MATTERMOST)
         body = await self._read(request)
         try:
             doc = parse_mattermost(body, request.content_type)
-        except InvalidEvent:  # cannot even find the token: unauthenticated, no dead letter
-            raise Refused(401, "unauthorized", "no token in the body") from None
-        token = doc.get("token")
-        if not isinstance(token, str) or not token_matches(token, self.creds.mattermost):
-            raise Refused(401, "unauthorized", "token missing or wrong")
+        except InvalidEvent as exc:
+            if not authenticated:  # cannot even find the token: no dead letter
+                self._unauthorised(request, "unauthorized", "no token in the body")
+            raise await self._malformed(MATTERMOST, exc, redacted(MATTERMOST, None)) from None
+        if not authenticated:
+            token = doc.get("token")
+            if not isinstance(token, str) or not token_matches(token, self.creds.mattermost):
+                self._unauthorised(request, "unauthorized", "token missing or wrong")
+            self._admit(MATTERMOST)
         answer = await self._deliver(MATTERMOST, doc, map_mattermost)
         answer.body = {}  # Mattermost would post a "text" of the answer into the channel
         return answer
@@ -207,45 +241,104 @@ class WebhookServer:
                 answer = await handler(request)
             except Refused as refused:
                 answer = refused.answer
-            except Exception:  # noqa: BLE001 - answered, logged without the body
-                log.exception("webhook source=%s failed", source)
+            except Exception as exc:  # noqa: BLE001 - a bug: answered 500, logged without the body
+                self.guard.failure(exc)
                 answer = Answer(500, {"error": "internal"}, error="internal")
-            self.metrics.requests.labels(source, str(answer.status)).inc()
-            level = logging.DEBUG if answer.status in (200, 202, 429) else logging.INFO
-            log.log(
-                level,
-                "webhook source=%s status=%s events=%s error=%s",
-                source,
-                answer.status,
-                answer.events,
-                answer.error or "-",
-            )
-            headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else None
-            return web.Response(
-                body=orjson.dumps(answer.body),
-                status=answer.status,
-                content_type="application/json",
-                headers=headers,
-            )
+            return self._response(request, answer)
 
         return handle
 
-    def _admit(self, request: web.Request, source: str) -> None:
-        """Refuse before any work: over the source's rate (429), a declared size above the
-        limit (413). In front of authentication, so that a flood costs no body read or HMAC."""
+    def _response(self, request: web.Request, answer: Answer) -> web.Response:
+        """The JSON answer; what the access line reports of it (``server.Guard.access``)."""
+        request["events"] = answer.events
+        request["error"] = answer.error or "-"
+        headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else None
+        return web.Response(
+            body=orjson.dumps(answer.body),
+            status=answer.status,
+            content_type="application/json",
+            headers=headers,
+        )
+
+    def _expect(self, source: str) -> Callable[[web.Request], Awaitable[web.Response | None]]:
+        """``Expect: 100-continue`` answered only once what can be checked before the body
+        (size, token, the form of a signature) passed; else the refusal, and no body is sent."""
+
+        async def expect(request: web.Request) -> web.Response | None:
+            if request.version != HttpVersion11 or (
+                request.headers.get("Expect", "").lower() != "100-continue"
+            ):
+                return self._response(request, Refused(400, "bad_expect").answer)
+            try:
+                await self._before_body(request, source)
+            except Refused as refused:
+                return self._response(request, refused.answer)
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer's head is still to come
+            return None
+
+        return expect
+
+    async def _before_body(self, request: web.Request, source: str) -> bool:
+        """What is checked before the body is read (once: the ``Expect`` handler may have):
+        the declared size (413), a token sent in a header (401, or 429 over the credential's
+        rate); a Slack signature's form and age. True when the request is authenticated."""
+        done = request.get("authenticated")
+        if isinstance(done, bool):
+            return done
+        if request.content_length is not None and request.content_length > self._max_bytes:
+            raise self._too_large()
+        h = request.headers
+        authenticated = False
+        if source == EVENTS:
+            if not token_matches(bearer_token(h.get("Authorization")), self.creds.bearer):
+                self._unauthorised(request, "unauthorized", "bearer token missing or wrong")
+            authenticated = True
+        elif source == MATTERMOST and h.get("Authorization"):
+            token = header_token(h.get("Authorization"), "token")
+            if not token_matches(token, self.creds.mattermost):
+                self._unauthorised(request, "unauthorized", "token missing or wrong")
+            authenticated = True
+        elif source == SLACK:
+            assert self.creds.slack is not None
+            stamp, signature = h.get("X-Slack-Request-Timestamp"), h.get("X-Slack-Signature")
+            if not self.creds.slack.plausible(stamp, signature):
+                self._unauthorised(request, "bad_signature", "signature wrong or timestamp off")
+        if authenticated:
+            self._admit(source)
+        request["authenticated"] = authenticated
+        return authenticated
+
+    def _unauthorised(self, request: web.Request, error: str, detail: str) -> None:
+        """Refuse an unauthenticated request: 401, or 429 once its client address is over
+        ``TEILHABE_WEBHOOK_CLIENT_RATE_PER_S`` (a budget of its own: no credential's)."""
+        wait = self.clients.check(client_key(request.remote))
+        if wait > 0:
+            rate = self.rt.settings.webhook_client_rate_per_s
+            raise Refused(429, "rate_limited", f"over {rate:g}/s", retry_after=math.ceil(wait))
+        raise Refused(401, error, detail)
+
+    def _admit(self, source: str) -> None:
+        """Take an authenticated request from its credential's budget (429 when spent)."""
         wait = self.limiter.check(source)
         if wait > 0:
             rate = self.rt.settings.webhook_rate_per_s
             raise Refused(429, "rate_limited", f"over {rate:g}/s", retry_after=math.ceil(wait))
-        if request.content_length is not None and request.content_length > self._max_bytes:
-            raise self._too_large()
 
     async def _read(self, request: web.Request) -> bytes:
-        """The body, at most ``TEILHABE_WEBHOOK_MAX_BYTES`` (also when chunked or compressed)."""
+        """The body, at most ``TEILHABE_WEBHOOK_MAX_BYTES`` (also when chunked or compressed)
+        within ``TEILHABE_WEBHOOK_BODY_TIMEOUT_S``: 413, 408, or 400 when it cannot be read
+        (cut short, badly chunked or compressed)."""
         try:
-            return await request.read()
+            body = await asyncio.wait_for(request.read(), self.limits.body_timeout_s)
         except web.HTTPRequestEntityTooLarge:
             raise self._too_large() from None
+        except TimeoutError:
+            raise Refused(408, "body_timeout", "the body did not arrive in time") from None
+        except Exception:  # noqa: BLE001 - any read failure is the client's: never a 500
+            raise Refused(400, "unreadable_body", "the body could not be read") from None
+        request["bytes"] = len(body)
+        return body
 
     @property
     def _max_bytes(self) -> int:

@@ -250,10 +250,31 @@ class Settings(BaseSettings):
         1_048_576, ge=1024, description="Larger request bodies are refused with 413."
     )
     webhook_rate_per_s: float = Field(
-        200.0, gt=0, description="Requests per second accepted per source; above: 429."
+        200.0, gt=0, description="Authenticated requests per second per credential; above: 429."
     )
     webhook_burst: int = Field(
-        400, ge=1, description="Requests a source may send at once before the rate applies."
+        400, ge=1, description="Authenticated requests a credential may send at once."
+    )
+    webhook_client_rate_per_s: float = Field(
+        2.0,
+        gt=0,
+        description="Unauthenticated or refused requests per second per client address; "
+        "above: 429.",
+    )
+    webhook_client_burst: int = Field(
+        20, ge=1, description="Unauthenticated requests a client address may send at once."
+    )
+    webhook_header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's line and headers must arrive within this; else 408."
+    )
+    webhook_body_timeout_s: float = Field(
+        30.0, gt=0, description="A request body must arrive within this; else 408."
+    )
+    webhook_keepalive_timeout_s: float = Field(
+        75.0, gt=0, description="Idle connections (no request under way) are closed after this."
+    )
+    webhook_max_connections: int = Field(
+        256, ge=1, description="Open connections at most; above: 503 with Retry-After."
     )
 
     # --- Process ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from slack_sdk.signature import Clock, SignatureVerifier
 
@@ -38,8 +39,17 @@ def token_matches(given: str | bytes | None, tokens: Sequence[bytes]) -> bool:
 
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an ``Authorization: Bearer …`` header, None for any other header."""
-    scheme, _, token = (authorization or "").partition(" ")
-    return (token.strip() or None) if scheme.lower() == "bearer" else None
+    return header_token(authorization, "bearer")
+
+
+def header_token(authorization: str | None, scheme: str) -> str | None:
+    """The token of an ``Authorization: <scheme> …`` header (``Bearer``; Mattermost's
+    outgoing webhooks send ``Token``), None for any other header."""
+    given, _, token = (authorization or "").partition(" ")
+    return (token.strip() or None) if given.lower() == scheme.lower() else None
+
+
+SLACK_MAX_AGE_S: Final = 300  # Slack's replay window (its verifier's, too)
 
 
 class _FunctionClock(Clock):
@@ -55,14 +65,31 @@ class SlackVerifier:
     ``v0:{timestamp}:{body}``, timestamps more than 5 minutes off refused as replays)."""
 
     def __init__(self, signing_secret: str, now: Callable[[], float] = time.time) -> None:
+        self._now = now
         self._verifier = SignatureVerifier(signing_secret, clock=_FunctionClock(now))
+
+    def plausible(self, timestamp: str | None, signature: str | None) -> bool:
+        """The headers' form and the timestamp's age, checked before the body is read: a
+        timestamp of at most 12 digits within 5 minutes, a ``v0=`` signature of 64 hex digits."""
+        if not timestamp or len(timestamp) > 12 or not timestamp.isascii():
+            return False
+        if not timestamp.isdigit() or abs(self._now() - int(timestamp)) > SLACK_MAX_AGE_S:
+            return False
+        sig = signature or ""
+        return len(sig) == 67 and sig.startswith("v0=") and _is_hex(sig[3:])
 
     def verify(self, body: bytes, timestamp: str | None, signature: str | None) -> bool:
         """True for an authentic, fresh request; never raises for malformed headers."""
+        if not self.plausible(timestamp, signature):
+            return False
         try:
             return self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
-        except ValueError:  # a timestamp that is not a number, a body that is not UTF-8
+        except (ValueError, OverflowError, TypeError, UnicodeError):  # never a 500
             return False
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 @dataclass(frozen=True)

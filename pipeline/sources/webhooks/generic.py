@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import orjson
 
-from pipeline.contract.events import validate_event
+from pipeline.contract.events import OPTIONAL_FIELDS, validate_event
 from pipeline.contract.records import Envelope, TooLarge, pack
 from pipeline.sources.connectors.base import RawEvent
 from pipeline.sources.webhooks.payload import SLACK
@@ -77,3 +77,49 @@ def redacted(source: str, doc: Mapping[str, Any] | None) -> bytes:
     else:
         out.update(scalars(doc, _MATTERMOST_KEEP))
     return orjson.dumps(out)
+
+
+_PERSON_FIELDS: Final = frozenset({"actor_id", "target_actor_id"})
+_EVENT_KEEP: Final = ("event_id", "event_type", "occurred_at", "actor_id", *OPTIONAL_FIELDS)
+_MAX_DEAD_EVENTS: Final = 1000
+
+
+def redacted_events(body: bytes, pseudonymise: Callable[[str], str]) -> bytes:
+    """A dead letter of a refused ``/v1/events`` body, never its raw bytes: of each event the
+    contract's fields only (strings cut to 200 characters), person ids pseudonymised with the
+    ingest's key whatever the envelope claims (an unverified ``"pseudonymised": true`` may
+    carry raw ids; a real pseudonym is only hashed once more), any other field left out."""
+    out: dict[str, Any] = {"redacted": True, "source": "events", "bytes": len(body)}
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        out["unparseable"] = True
+        return orjson.dumps(out)
+    if isinstance(doc, dict) and isinstance(doc.get("events"), list):
+        items: list[Any] = doc["events"]
+        if isinstance(doc.get("schema_version"), int):
+            out["schema_version"] = doc["schema_version"]
+    else:
+        items = [doc]
+    out["events"] = [_dead_event(ev, pseudonymise) for ev in items[:_MAX_DEAD_EVENTS]]
+    if len(items) > _MAX_DEAD_EVENTS:
+        out["events_left_out"] = len(items) - _MAX_DEAD_EVENTS
+    return orjson.dumps(out)
+
+
+def _dead_event(ev: object, pseudonymise: Callable[[str], str]) -> dict[str, Any]:
+    if not isinstance(ev, dict):
+        return {"not_an_object": type(ev).__name__}
+    kept: dict[str, Any] = {}
+    for name in _EVENT_KEEP:
+        value = ev.get(name)
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            continue
+        if name in _PERSON_FIELDS:
+            kept[name] = pseudonymise(str(value))
+        else:
+            kept[name] = value[:200] if isinstance(value, str) else value
+    left_out = len([k for k in ev if k not in kept])
+    if left_out:
+        kept["fields_left_out"] = left_out
+    return kept

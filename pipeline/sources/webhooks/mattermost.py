@@ -46,7 +46,12 @@ def map_mattermost(doc: Mapping[str, Any]) -> Mapped:
         stamp = int(stamp)
     if not isinstance(stamp, int) or isinstance(stamp, bool) or not 0 <= stamp < 10**14:
         raise InvalidEvent("bad_timestamp", "timestamp must be epoch milliseconds")
-    when = iso(datetime.fromtimestamp(stamp // 1000, UTC) + timedelta(milliseconds=stamp % 1000))
+    try:
+        when = iso(
+            datetime.fromtimestamp(stamp // 1000, UTC) + timedelta(milliseconds=stamp % 1000)
+        )
+    except (ValueError, OverflowError, OSError):
+        raise InvalidEvent("bad_timestamp", "timestamp beyond what a date can hold") from None
     msg = Message(MATTERMOST, f"mattermost:{post}", f"mattermost:{post}", when, channel)
     mentioned = mattermost_mentions(doc.get("text"))
     return Mapped([msg.post(user), *msg.numbered_mentions(user, mentioned)])

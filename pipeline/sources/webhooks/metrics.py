@@ -7,8 +7,13 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter
 
-#: Every status the endpoint answers with (a closed set for the metric's label).
-STATUSES: Final = ("200", "202", "400", "401", "404", "413", "429", "503")
+#: Every status the endpoint answers with (a closed set for the metric's label; docs/metrics.md
+#: lists it). 500 is a bug: every failure a client can cause has its 4xx.
+STATUSES: Final = (
+    "200", "202", "400", "401", "404", "405", "408", "413", "429", "500", "503"
+)  # fmt: skip
+#: The source label: a route's source, ``healthz``, or ``other`` (no route matched).
+SOURCE_LABELS: Final = ("events", "slack", "mattermost", "healthz", "other")
 
 
 @dataclass
@@ -25,7 +30,8 @@ class WebhookMetrics:
         return cls(
             requests=Counter(
                 "teilhabe_webhook_requests",
-                "Webhook requests answered, by source (events, slack, mattermost) and status",
+                "Webhook requests answered, by source (events, slack, mattermost, healthz, other) "
+                "and status",
                 ["source", "status"],
                 registry=registry,
             ),

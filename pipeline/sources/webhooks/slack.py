@@ -32,7 +32,10 @@ def slack_time(ts: str) -> str:
     if m is None:
         raise InvalidEvent("bad_timestamp", "a Slack ts is seconds.microseconds")
     micros = int((m[2] or "0").ljust(6, "0"))
-    return iso(datetime.fromtimestamp(int(m[1]), UTC) + timedelta(microseconds=micros))
+    try:
+        return iso(datetime.fromtimestamp(int(m[1]), UTC) + timedelta(microseconds=micros))
+    except (ValueError, OverflowError, OSError):  # beyond the year 9999
+        raise InvalidEvent("bad_timestamp", "a Slack ts beyond what a date can hold") from None
 
 
 def slack_mentions(text: object) -> list[str]:
