@@ -574,7 +574,9 @@ def test_the_analyst_is_read_only_on_teilhabe() -> None:
     analyst = root.find("users/analyst")
     assert analyst is not None
     for query in analyst.findall("grants/query"):
-        assert grant_parts(query.text or "") == ({"SELECT"}, "teilhabe.*"), query.text
+        privileges, target = grant_parts(query.text or "")
+        # one k-suppressed view each (pipeline/sinks/access.py; tests/unit/test_access.py)
+        assert privileges == {"SELECT"} and re.fullmatch(r"teilhabe\.\w+", target), query.text
     assert analyst.findall("grants/query"), "no grants: the analyst could read nothing"
     profile = root.find(f"profiles/{analyst.findtext('profile')}")
     assert profile is not None and profile.findtext("readonly") == "1"
@@ -584,6 +586,19 @@ def test_the_analyst_is_read_only_on_teilhabe() -> None:
         config = ET.parse(CONFIG_XML).getroot()
         flag = "access_control_improvements/settings_constraints_replace_previous"
         assert config.findtext(flag) == "true"
+
+
+def test_the_data_steward_is_read_only_on_teilhabe_and_not_grafanas() -> None:
+    root = users_xml()
+    steward = root.find("users/data_steward")
+    assert steward is not None
+    queries = [grant_parts(q.text or "") for q in steward.findall("grants/query")]
+    assert queries == [({"SELECT"}, "teilhabe.*")]
+    profile = root.find(f"profiles/{steward.findtext('profile')}")
+    assert profile is not None and profile.findtext("readonly") == "1"
+    password = steward.find("password")
+    assert password is not None and password.get("from_env") == "CLICKHOUSE_STEWARD_PASSWORD"
+    assert "CLICKHOUSE_STEWARD_PASSWORD" not in environment(services()["grafana"])
 
 
 def test_clickhouse_mounts_users_and_config_where_the_server_reads_them() -> None:
