@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import orjson
 import typer
 
+from pipeline.cli import privacy
 from pipeline.cli.grafana import grafana_app
 from pipeline.errors import TeilhabeError
 from pipeline.settings import Settings, load_settings, write_key_file
@@ -371,6 +372,10 @@ def directory_import(
         import_directory(_settings(), file)
     except (TeilhabeError, OSError) as exc:
         raise _fail(exc) from None
+
+
+app.command()(privacy.forget)
+app.command("export-person")(privacy.export_person)
 
 
 @app.command()

@@ -259,3 +259,15 @@ def export_person(client: Client, database: str, pseudonym: str) -> Iterator[dic
         )
         for row in result.result_rows:
             yield {"table": table.name, "row": dict(zip(result.column_names, row, strict=True))}
+
+
+def send_tombstones(producer: Any, topic: str, pseudonyms: Iterable[str]) -> int:
+    """A tombstone (key, no value) per person on the compacted directory topic, confirmed by
+    Kafka (``producer``: a kafka-python producer); returns how many were sent. The workers'
+    directory table drops the key, and the leader's mirror deletes its row (see
+    ``pipeline.sinks.directory``), so the directory cannot bring the person back."""
+    futures = [producer.send(topic, key=p.encode(), value=None) for p in sorted(set(pseudonyms))]
+    producer.flush()
+    for future in futures:
+        future.get(timeout=30)
+    return len(futures)
