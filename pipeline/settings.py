@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     activity_partitions: int = Field(
         4, ge=1, le=1024, description="Partitions of the activity topic (unit of parallelism)."
     )
+    raw_retention_h: float = Field(
+        24,
+        gt=0,
+        description="Retention in hours of the events and dead-letter topics (raw person ids), "
+        "set as retention.ms when the workers create them.",
+    )
     kafka_max_record_bytes: int = Field(
         1_000_000,
         ge=16_384,
@@ -165,6 +171,11 @@ class Settings(BaseSettings):
     )
     min_group_size: int = Field(
         5, ge=1, description="k: figures about fewer than k people are suppressed (1 = off)."
+    )
+    opt_out_file: Path | None = Field(
+        None,
+        description="People who opted out, one id per line (# comments); their events are "
+        "dropped at ingest. Re-read when it changes.",
     )
 
     # --- Metric definitions (written to ClickHouse's config table for the views) -----------
