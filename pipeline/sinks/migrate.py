@@ -4,7 +4,8 @@ A file may hold several statements separated by ``;`` (outside quotes and commen
 is replaced by the database, ``{ttl_days}`` by ``TEILHABE_FACTS_TTL_DAYS``, ``{min_group_size}``
 by a subquery of the privacy threshold k in ``{db}.config``, and ``{contribution_types}`` /
 ``{interaction_types}`` by the event contract's sets (``pipeline.contract.events``) as SQL tuples,
-so the SQL never holds its own copy of them. Applied versions
+so the SQL never holds its own copy of them, and ``{secondary_shown}`` by the secondary
+suppression rule of ``pipeline.metrics.suppression`` (the one definition). Applied versions
 are recorded with the SHA-256 of the file in ``{db}.schema_migrations``; editing an applied
 migration is an error (add a new one). A migration is recorded after all its statements ran, so
 a failed one is retried from its first statement: write statements that may run twice
@@ -32,6 +33,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.contract.events import CONTRIBUTION_TYPES, INTERACTION_TYPES
 from pipeline.errors import ConfigError
+from pipeline.metrics import suppression
 from pipeline.settings import Settings
 
 #: ``{min_group_size}`` in a migration: k, read from ``{db}.config`` when a view is queried, so a
@@ -82,7 +84,10 @@ class Migration:
 
     def render(self, settings: Settings) -> list[str]:
         """The statements with the placeholders filled in (see the module docstring)."""
-        text = self.text.replace("{min_group_size}", MIN_GROUP_SIZE_SQL)
+        text = self.text
+        for placeholder, sql in suppression.placeholders().items():  # before {min_group_size}
+            text = text.replace(placeholder, sql)
+        text = text.replace("{min_group_size}", MIN_GROUP_SIZE_SQL)
         for placeholder, sql in CONTRACT_PLACEHOLDERS.items():
             text = text.replace(placeholder, sql)
         text = text.replace("{db}", settings.clickhouse_database).replace(

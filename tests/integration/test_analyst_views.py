@@ -154,13 +154,25 @@ def oracle_active(events: list[dict[str, Any]], directory: dict[str, str], k: in
 
 
 def oracle_matrix(events: list[dict[str, Any]], k: int) -> set[Any]:
+    """A cell when both its units are shown in daily_ei_index that day (secondary suppression:
+    its rows and columns add up to figures of that view)."""
     cells: Counter[tuple[date, str, str]] = Counter()
-    people: dict[tuple[date, str, str], set[str]] = defaultdict(set)
     for ev in filter(is_interaction, events):
-        key = (day_of(ev), ev["actor_unit"], ev["target_unit"] or "unknown")
-        cells[key] += 1
-        people[key] |= {ev["actor_id"], ev["target_actor_id"]}
-    return {(*key, n) for key, n in cells.items() if len(people[key]) >= k}
+        cells[(day_of(ev), ev["actor_unit"], ev["target_unit"] or "unknown")] += 1
+    shown = {(d, u) for d, u, *_ in oracle_ei(events, k)}
+    return {(d, a, b, n) for (d, a, b), n in cells.items() if {(d, a), (d, b)} <= shown}
+
+
+def hide_to_stop_differencing(people: dict[str, int], total: int, k: int) -> set[str]:
+    """The parts (and "*" for the total) a total and its parts must leave out: those under k,
+    and while the hidden parts cover 1 to k - 1 people the smallest shown part (by people,
+    then name), or the total when none is shown (docs/privacy.md)."""
+    hidden = {u for u, n in people.items() if n < k} | ({"*"} if total < k else set())
+    covered = sum(n for u, n in people.items() if u in hidden)
+    if "*" not in hidden and 0 < covered < k:
+        shown = [u for u in people if u not in hidden]
+        hidden.add(min(shown, key=lambda u: (people[u], u)) if shown else "*")
+    return hidden
 
 
 def oracle_ei(events: list[dict[str, Any]], k: int) -> set[Any]:
@@ -182,9 +194,13 @@ def oracle_ei(events: list[dict[str, Any]], k: int) -> set[Any]:
     for (d, _), p in list(groups.items()):
         groups.setdefault((d, "*"), set())
         groups[(d, "*")] |= p
+    hidden: set[tuple[date, str]] = set()
+    for day in {d for d, _ in groups}:
+        units = {u: len(p) for (d, u), p in groups.items() if d == day and u != "*"}
+        hidden |= {(day, u) for u in hide_to_stop_differencing(units, len(groups[(day, "*")]), k)}
     out = set()
-    for (d, u), p in groups.items():
-        if len(p) < k:
+    for d, u in groups:
+        if (d, u) in hidden:
             continue
         i, e = internal[(d, u)], external[(d, u)]
         out.add((d, u, i, e, None if i + e == 0 else round((e - i) / (e + i), 9)))
@@ -808,8 +824,12 @@ def test_every_view_suppresses_groups_below_k(ch: Any) -> None:
         got = views(ch)
         for name, found in got.items():
             units = {r[1] for r in found} - {"*", ""}  # "": no space (S and L together)
-            assert units == shown, f"{name} with k={k}: {units}"
-        assert {(r[1], r[2]) for r in got["matrix"]} == {(u, u) for u in shown}
+            # S's 4 people under k = 5 would be the org row minus L's: L is left out too
+            want = set() if k == 5 and name in ("ei", "matrix") else shown
+            assert units == want, f"{name} with k={k}: {units}"
+        beside_total = set() if k == 5 else shown
+        assert {(r[1], r[2]) for r in got["matrix"]} == {(u, u) for u in beside_total}
+        assert {r[1] for r in got["ei"]} == beside_total | {"*"}, "the org row: 10 people"
         heads = rows(ch, "SELECT * FROM teilhabe.unit_headcount")
         assert heads == {(u, {"S": 4, "L": 6}[u]) for u in shown}, f"headcount with k={k}"
         platforms = rows(ch, "SELECT platform, active_users FROM teilhabe.daily_active_by_platform")
