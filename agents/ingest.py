@@ -7,6 +7,12 @@ envelope is split to stay within ``TEILHABE_KAFKA_MAX_RECORD_BYTES``
 (``pipeline.contract.records``), and
 whatever Kafka does with one record never stops the agent (``agents.delivery``).
 
+Opt-out (docs/privacy.md, "Opt-out"): after pseudonymising, an event whose actor is in
+``TEILHABE_OPT_OUT_FILE`` is dropped (counted in ``teilhabe_events_opted_out_total``) before
+anything is written; where such a person is only the target, the target id is anonymised and
+the event kept. Imports and webhooks reach the facts through this agent as well. The file is
+re-read on a timer when it changed.
+
 Every send uses ``force=True``. Without it Faust "attaches" a send made inside an agent to the
 stream's *current* event and publishes it only when that event's offset is committed. In a
 batch that current event belongs to one input partition while the envelope carries events of
@@ -30,7 +36,8 @@ from agents.batching import EventBatcher
 from agents.delivery import Outgoing
 from agents.runtime import Runtime
 from pipeline.contract.records import TooLarge, value_budget
-from pipeline.metrics.enrich import decode_message, enrich, partition_for
+from pipeline.metrics.enrich import apply_opt_out, decode_message, enrich, partition_for
+from pipeline.sources.optout import OptOutList
 
 log = logging.getLogger("teilhabe.ingest")
 
@@ -38,6 +45,8 @@ BATCH_MESSAGES = 500
 #: A batch also ends at this many bytes of messages: memory stays bounded with envelopes.
 BATCH_BYTES = 128 * 1024 * 1024
 BATCH_WITHIN_S = 0.1
+#: How often the opt-out file's mtime is checked (a change applies to events ingested after).
+OPT_OUT_CHECK_S = 10.0
 
 
 def offset_ranges(batch: list[Any]) -> str:
@@ -128,6 +137,13 @@ def register(rt: Runtime) -> None:
     # activity keys are the partition number: at most 4 bytes
     budget = value_budget(s.kafka_max_record_bytes, b"0000")
     sizes = EncodedSize()
+    opt_out = OptOutList(s.opt_out_file, rt.pseudonymise)  # ConfigError: the worker stops
+
+    if s.opt_out_file is not None:
+
+        @rt.app.timer(interval=OPT_OUT_CHECK_S)
+        async def reload_opt_out() -> None:
+            opt_out.reload_if_changed()
 
     async def handle(batch: list[Any]) -> None:
         """Validate, pseudonymise, enrich and route one batch; returns once Kafka has it."""
@@ -137,6 +153,8 @@ def register(rt: Runtime) -> None:
         routed: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
         ended: list[int] = []  # input partitions whose end-of-input marker is in this batch
         out: list[Outgoing] = []
+        opted_out = opt_out.pseudonyms  # one list for the whole batch
+        dropped = 0
         metrics.consumed(s.topic_events, len(batch))
         for event in batch:
             msg = event.message
@@ -156,6 +174,9 @@ def register(rt: Runtime) -> None:
                 ended.append(msg.partition)
             for ev in decoded.events:
                 enrich(ev, rt.pseudonymise, rt.lookup, pseudonymised=decoded.pseudonymised)
+                if not apply_opt_out(ev, opted_out):
+                    dropped += 1
+                    continue
                 del ev["occurred_at"]  # ts carries it; keeps the envelope small
                 routed[(partition_for(ev["actor_id"], partitions), msg.partition)].append(ev)
         for (partition, source), events in routed.items():
@@ -175,6 +196,8 @@ def register(rt: Runtime) -> None:
         # acknowledge only what Kafka has confirmed: at-least-once without relying on the
         # producer flush that precedes Faust's commit; never raises for one record
         await delivery.deliver(out)
+        if dropped:
+            metrics.events_opted_out.inc(dropped)
         for event in batch:
             event.ack()
         if log.isEnabledFor(logging.DEBUG):

@@ -283,3 +283,40 @@ def partition_for(actor_pseudonym: str, partitions: int) -> int:
     pseudonym's own hex digits, which are uniformly distributed, so no extra hashing.
     """
     return int(actor_pseudonym[:8], 16) % partitions
+
+
+# --- Opt-out (docs/privacy.md, "Opt-out") ------------------------------------------------------
+
+#: What an opted-out person's pseudonym becomes where they are only the target of someone
+#: else's event: the same word as an erased person's (``pipeline.sinks.erasure.FORGOTTEN``), so
+#: the interaction still counts between units but names nobody.
+OPTED_OUT_TARGET = "forgotten"
+
+
+def parse_opt_out(text: str) -> list[str]:
+    """The person ids of an opt-out file: one per line, surrounding blanks trimmed; blank lines
+    and lines starting with ``#`` are skipped (an id itself may hold ``#``)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        person = line.strip()
+        if person and not person.startswith("#"):
+            out.append(person)
+    return out
+
+
+def opt_out_pseudonyms(people: Iterable[str], pseudonymise: Pseudonymiser) -> frozenset[str]:
+    """The pseudonyms of ``people`` (raw ids, normalised by the Pseudonymiser first)."""
+    return frozenset(pseudonymise(person) for person in people)
+
+
+def apply_opt_out(event: dict[str, Any], opted_out: frozenset[str] | set[str]) -> bool:
+    """After ``enrich`` (ids are pseudonyms): False when the actor opted out (drop the event);
+    otherwise True, with an opted-out target replaced by ``OPTED_OUT_TARGET`` in place (the
+    target unit stays)."""
+    if not opted_out:
+        return True
+    if event["actor_id"] in opted_out:
+        return False
+    if event.get("target_actor_id") in opted_out:
+        event["target_actor_id"] = OPTED_OUT_TARGET
+    return True

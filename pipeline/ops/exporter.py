@@ -70,6 +70,7 @@ class PipelineMetrics:
     events_invalid: Counter
     events_late: Counter
     events_duplicate: Counter
+    events_opted_out: Counter
     dead_letters: Counter
     window_flushes: Counter
     sink_flush_seconds: Histogram
@@ -126,6 +127,11 @@ class PipelineMetrics:
             events_late=Counter(
                 "teilhabe_events_late",
                 "Events that arrived after their window closed (kept in the facts)",
+                registry=r,
+            ),
+            events_opted_out=Counter(
+                "teilhabe_events_opted_out",
+                "Events dropped at ingest because their actor opted out (TEILHABE_OPT_OUT_FILE)",
                 registry=r,
             ),
             events_duplicate=Counter(
