@@ -10,15 +10,9 @@ The last tests run the server in-process against a fake Kafka that does not conf
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
 from urllib.parse import urlencode
 
@@ -27,18 +21,27 @@ import pytest
 
 from pipeline.contract.pseudonym import Pseudonymiser
 from pipeline.dev.devstack import DevStack
-from pipeline.ops.exporter import PipelineMetrics
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import get_client
-from tests.conftest import TEST_KEY, configure
+from tests.conftest import TEST_KEY
 from tests.faults.harness import metric_value, read_records
 from tests.faults.test_hostile_input import read_dead_letters
+from tests.integration.webhook_helpers import (
+    BEARER,
+    MM_TOKEN,
+    SIGNING_SECRET,
+    Reply,
+    callback,
+    fake_runtime,
+    http,
+    metrics_text,
+    signed,
+    webhook_worker,
+    worker_logs,
+)
 
 pytestmark = pytest.mark.integration
 
-SIGNING_SECRET = "slack-signing-secret-for-the-test"
-BEARER = "generic-bearer-token-0123"
-MM_TOKEN = "mattermost-outgoing-token"
 MAX_BYTES = 16_384
 BURST = 40
 PEOPLE = ("U0ANNA", "U0JONAS", "U0EVA", "gen-anna@example.org", "gen-jonas@example.org")
@@ -49,36 +52,6 @@ TEXTS = (
     "Vertraulich-Gamma kaputt",
     "Vertraulich-Delta Mattermost",
 )
-Reply = tuple[int, dict[str, str], Any]
-
-
-def write_secret(path: Path, value: str) -> Path:
-    path.write_text(value + "\n")
-    os.chmod(path, 0o600)
-    return path
-
-
-def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
-    """(status, headers, JSON body) of one request; 4xx and 5xx are answers, not errors."""
-    req = urllib.request.Request(url, data=body, headers=headers or {}, method="POST")
-    if body is None:
-        req.method = "GET"
-    try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
-            return resp.status, dict(resp.headers), orjson.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), orjson.loads(err.read() or b"null")
-
-
-def signed(body: bytes, age_s: float = 0, secret: str = SIGNING_SECRET) -> dict[str, str]:
-    """Slack's headers for ``body`` (signature computed as Slack documents it)."""
-    ts = str(int(time.time() - age_s))
-    mac = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
-    return {
-        "Content-Type": "application/json",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": f"v0={mac}",
-    }
 
 
 class Live:
@@ -112,10 +85,6 @@ class Live:
         body = urlencode(fields).encode()
         self.replies[name] = http(self.base + "/v1/mattermost", body, headers)
         return self.replies[name]
-
-
-def callback(event_id: str, event: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "event_callback", "team_id": "T0", "event_id": event_id, "event": event}
 
 
 def send_slack(live: Live) -> None:
@@ -228,73 +197,40 @@ def topic_values(bootstrap: str, topic: str) -> list[bytes]:
     return [m.value or b"" for m in read_records(bootstrap, topic)]
 
 
-def wait_for_port(stack: DevStack, timeout_s: float = 90) -> int:
-    """The webhook port the worker wrote once it serves."""
-    proc = stack.workers[-1]
-    path = stack.settings.data_dir / "run" / f"worker-{proc.pid}.webhook"
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            logs = (stack.log_dir / "worker-0.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"the worker does not serve webhooks:\n{logs}")
-        time.sleep(0.2)
-    return int(path.read_text())
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One worker with the endpoint; every request of the test; what it left behind."""
     root = tmp_path_factory.mktemp("webhooks")
-    secrets = root / "secrets"
-    secrets.mkdir()
-    mp = pytest.MonkeyPatch()
-    try:
-        settings = configure(
-            mp,
-            root,
-            webhook_enabled=True,
-            webhook_port=0,
-            webhook_token_file=write_secret(secrets / "bearer", BEARER),
-            slack_signing_secret_file=write_secret(secrets / "slack", SIGNING_SECRET),
-            mattermost_token_file=write_secret(secrets / "mattermost", MM_TOKEN),
-            webhook_max_bytes=MAX_BYTES,
-            webhook_rate_per_s=2,
-            webhook_burst=BURST,
-            sink_flush_interval_s=0.2,
-            log_level="DEBUG",
-        )
-        with DevStack(settings) as stack:
-            stack.start_worker()
-            live = Live(stack, wait_for_port(stack))
-            started = time.monotonic()
-            health = http(live.base + "/healthz")
-            send_slack(live)
-            send_generic(live)
-            send_mattermost(live)
-            flooded = flood(live)
-            answered_s = time.monotonic() - started
-            rows = facts(settings, len(live.expected))
-            metrics = "\n".join(
-                urllib.request.urlopen(u, timeout=5).read().decode()
-                for u in stack.worker_metrics_urls()
-            )
-            yield {
-                "live": live,
-                "health": health,
-                "flood": flooded,
-                "answered_s": answered_s,
-                "rows": rows,
-                "metrics": metrics,
-                "dump": facts_dump(settings),
-                "dead": read_dead_letters(stack.bootstrap, settings.topic_deadletter),
-                "input": topic_values(stack.bootstrap, settings.topic_events),
-                "alive": stack.workers[0].poll() is None,
-            }
-            stack.stop_workers()
-            logs = "\n".join(p.read_text(errors="replace") for p in stack.log_dir.glob("worker-*"))
-            assert "webhooks stopped" in logs, "the stop hook did not run"
-    finally:
-        mp.undo()
+    with webhook_worker(
+        root,
+        webhook_max_bytes=MAX_BYTES,
+        webhook_rate_per_s=2,
+        webhook_burst=BURST,
+        sink_flush_interval_s=0.2,
+        log_level="DEBUG",
+    ) as (stack, port):
+        settings = stack.settings
+        live = Live(stack, port)
+        started = time.monotonic()
+        health = http(live.base + "/healthz")
+        send_slack(live)
+        send_generic(live)
+        send_mattermost(live)
+        flooded = flood(live)
+        answered_s = time.monotonic() - started
+        rows = facts(settings, len(live.expected))
+        yield {
+            "live": live,
+            "health": health,
+            "flood": flooded,
+            "answered_s": answered_s,
+            "rows": rows,
+            "metrics": metrics_text(stack),
+            "dump": facts_dump(settings),
+            "dead": read_dead_letters(stack.bootstrap, settings.topic_deadletter),
+            "input": topic_values(stack.bootstrap, settings.topic_events),
+            "alive": stack.workers[0].poll() is None,
+        }
 
 
 def status(run: dict[str, Any], name: str) -> int:
@@ -359,7 +295,11 @@ def test_malformed_bodies_are_dead_letters_with_their_reason(run: dict[str, Any]
         ("events", "unknown_event_type"),
         ("slack", "bad_payload"),
     }
-    assert by_reason[("events", "not_json")]["value"] == b"this is not json"
+    unparseable = orjson.loads(by_reason[("events", "not_json")]["value"])
+    assert unparseable == {"redacted": True, "source": "events", "bytes": 16, "unparseable": True}
+    invalid = orjson.loads(by_reason[("events", "unknown_event_type")]["value"])
+    pseudonymise = Pseudonymiser(TEST_KEY.encode())
+    assert [e["actor_id"] for e in invalid["events"]] == [pseudonymise("gen-anna@example.org")] * 2
     slack = run["live"].replies["malformed_slack"]
     assert slack[0] == 400 and slack[2]["error"] == "bad_payload"
     assert orjson.loads(by_reason[("slack", "bad_payload")]["value"])["redacted"] is True
@@ -384,55 +324,17 @@ def test_a_flood_is_refused_with_retry_after(run: dict[str, Any]) -> None:
 
 
 def test_no_raw_id_nor_text_anywhere(run: dict[str, Any]) -> None:
-    logs = "\n".join(
-        p.read_text(errors="replace") for p in run["live"].stack.log_dir.glob("worker-*")
-    )
+    logs = worker_logs(run["live"].stack)
     assert "level=DEBUG" in logs and "webhook source=slack status=200" in logs
     places = {
         "worker logs": logs,
         "clickhouse events": run["dump"],
         "input topic": b"\n".join(run["input"]).decode(errors="replace"),
-        "platform dead letters": b"\n".join(
-            d["value"] for d in run["dead"] if d.get("endpoint") in ("slack", "mattermost")
-        ).decode(errors="replace"),
+        "dead letters": b"\n".join(d["value"] for d in run["dead"]).decode(errors="replace"),
     }
     secrets = (*PEOPLE, *MM_PEOPLE, *TEXTS, SIGNING_SECRET, BEARER, MM_TOKEN, TEST_KEY)
     found = [f"{where}: {s}" for where, text in places.items() for s in secrets if s in text]
     assert not found, found
-
-
-# --- in-process: Kafka that does not confirm -----------------------------------------------
-class FakeTopic:
-    """A topic whose sends are confirmed only when ``confirm`` is set."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.sent: list[bytes] = []
-        self.confirm = True
-
-    def get_topic_name(self) -> str:
-        return self.name
-
-    async def send(self, *, value: bytes, **kwargs: Any) -> asyncio.Future[None]:
-        self.sent.append(value)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.confirm:
-            fut.set_result(None)
-        return fut
-
-
-def fake_runtime(settings: Settings) -> Any:
-    from agents.delivery import Delivery
-
-    metrics, deadletter_topic = PipelineMetrics.create(), FakeTopic("deadletter")
-    return SimpleNamespace(
-        settings=settings,
-        metrics=metrics,
-        pseudonymise=Pseudonymiser(TEST_KEY.encode()),
-        events_topic=FakeTopic("events"),
-        deadletter_topic=deadletter_topic,
-        delivery=Delivery(metrics, settings.kafka_max_record_bytes, deadletter_topic),
-    )
 
 
 def test_not_confirmed_is_503_and_slacks_retry_then_goes_through(
