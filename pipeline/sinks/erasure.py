@@ -136,8 +136,9 @@ def window_key(window_s: int, start_s: int, unit: str) -> str:
 
 
 def recompute_sql(db: str) -> str:
-    """Figures of window keys from the on-time facts of everyone but the forgotten people,
-    with the partition and close offset of the key's lowest partition row."""
+    """Figures of window keys from the on-time facts of everyone but the forgotten people
+    (events between ``lo`` and ``hi`` ms only), with the partition and close offset of the
+    key's lowest partition row."""
     return (
         f"SELECT p.window_s, p.window_start, p.unit, p.first_partition, p.first_close, "
         f"f.events, f.events_by_type, f.active_users FROM "
@@ -151,7 +152,8 @@ def recompute_sql(db: str) -> str:
         f"sumMap(map(toString(event_type), toUInt64(1))) AS events_by_type, "
         f"toUInt32(uniqExact(actor_id)) AS active_users "
         f"FROM {db}.events FINAL ARRAY JOIN {{sizes:Array(UInt32)}} AS w "
-        f"WHERE is_late = 0 AND actor_id NOT IN {{ids:Array(String)}} "
+        f"WHERE ts_ms >= {{lo:Int64}} AND ts_ms < {{hi:Int64}} "
+        f"AND is_late = 0 AND actor_id NOT IN {{ids:Array(String)}} "
         f"AND has({{keys:Array(String)}}, concat(toString(w), '|', "
         f"toString(intDiv(ts_ms, 1000 * w) * w), '|', actor_unit)) "
         f"GROUP BY window_s, window_start, unit) AS f "
@@ -175,7 +177,9 @@ def _recompute_windows(client: Client, db: str, ids: Sequence[str], report: Eras
         return
     names = [window_key(int(s), int(t), str(u)) for s, t, u in keys]
     sizes = sorted({int(s) for s, _, _ in keys})
-    params = {"keys": names, "ids": list(ids), "sizes": sizes}
+    lo = min(int(t) for _, t, _ in keys) * 1000  # the time span bounds the scan of events
+    hi = max((int(t) + int(s)) * 1000 for s, t, _ in keys)
+    params = {"keys": names, "ids": list(ids), "sizes": sizes, "lo": lo, "hi": hi}
     rows = client.query(recompute_sql(db), parameters=params).result_rows
     client.command(delete_windows_sql(db), parameters={"keys": names})
     if rows:
