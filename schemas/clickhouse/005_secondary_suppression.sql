@@ -53,22 +53,81 @@ FROM
 )
 WHERE _shown;
 
--- Unit x unit interaction matrix per day. Each row and column of the matrix adds up to a
--- figure of daily_ei_index (a unit's internal ties are its diagonal cell, its external ties
--- the rest of its row and column; the org row the sum of all), so a cell is shown exactly
--- when both its units are shown in daily_ei_index that day: its group is the people of its
--- two units (each at least k), and what a total minus the visible cells leaves is the ties
--- with the hidden units, which together cover 0 or at least k people.
+-- Unit x unit interaction matrix per day. Its rows and columns add up to figures of
+-- daily_ei_index (a unit's internal ties are its diagonal cell, its external ties the other
+-- cells of its row and column; the org's internal and external ties the sums of all diagonal
+-- and all other cells), so a cell is shown only when both its units are shown there; its
+-- group: the people of its two units (each at least k). What a total minus its shown cells
+-- leaves must cover 0 or at least k people (docs/privacy.md):
+-- - a shown unit's external ties leave its ties with the units at the other end of its hidden
+--   cells: when those units' people (their groups as in daily_ei_index) are 1 to k - 1, the
+--   unit's whole row and column are left out too (exposed);
+-- - the org's external ties leave the hidden cells between two units: when the units at their
+--   ends have 1 to k - 1 people in all, the day's cells between two units are left out
+--   (the diagonal is daily_ei_index's internal ties already).
+-- Each step only adds units of at least k people to the other totals' remainders, so one pass
+-- is enough.
 CREATE OR REPLACE VIEW {db}.daily_silo_matrix AS
-SELECT c.day AS day, c.from_unit AS from_unit, c.to_unit AS to_unit, c.interactions AS interactions
-FROM {db}.daily_ei_index AS f
-INNER JOIN
-(
-    SELECT day, from_unit, to_unit, count() AS interactions
-    FROM {db}.interactions
-    GROUP BY day, from_unit, to_unit
-) AS c ON f.day = c.day AND f.unit = c.from_unit
-INNER JOIN {db}.daily_ei_index AS t ON c.day = t.day AND c.to_unit = t.unit;
+WITH
+    cells AS
+    (
+        SELECT day, from_unit, to_unit, count() AS interactions
+        FROM {db}.interactions
+        GROUP BY day, from_unit, to_unit
+    ),
+    groups AS
+    (
+        -- every unit's group of a day, as in daily_ei_index, and whether it is shown there
+        SELECT day, u AS unit, uniqExact(person) AS people,
+               (day, u) IN (SELECT day, unit FROM {db}.daily_ei_index) AS shown
+        FROM
+        (
+            SELECT day, actor_unit AS u, actor_id AS person FROM {db}.events FINAL
+            UNION ALL
+            SELECT day, to_unit AS u, target_id AS person FROM {db}.interactions
+        )
+        GROUP BY day, unit
+    ),
+    exposed AS
+    (
+        SELECT o.day AS day, o.unit AS unit
+        FROM
+        (
+            -- each unit and the units at the other end of its cells, once
+            SELECT DISTINCT day, arrayJoin([(from_unit, to_unit), (to_unit, from_unit)]) AS pair,
+                   pair.1 AS unit, pair.2 AS other
+            FROM cells WHERE from_unit != to_unit
+        ) AS o
+        INNER JOIN groups AS h ON o.day = h.day AND o.other = h.unit
+        WHERE NOT h.shown
+        GROUP BY o.day, o.unit
+        HAVING sum(h.people) < {min_group_size}
+    ),
+    kept AS
+    (
+        SELECT c.day AS day, c.from_unit AS from_unit, c.to_unit AS to_unit,
+               c.interactions AS interactions,
+               f.shown AND t.shown AND (c.day, c.from_unit) NOT IN exposed
+                   AND (c.day, c.to_unit) NOT IN exposed AS visible
+        FROM cells AS c
+        INNER JOIN groups AS f ON c.day = f.day AND c.from_unit = f.unit
+        INNER JOIN groups AS t ON c.day = t.day AND c.to_unit = t.unit
+    ),
+    crossing_exposed AS
+    (
+        SELECT e.day AS day
+        FROM
+        (
+            SELECT DISTINCT day, arrayJoin([from_unit, to_unit]) AS unit
+            FROM kept WHERE NOT visible AND from_unit != to_unit
+        ) AS e
+        INNER JOIN groups AS g ON e.day = g.day AND e.unit = g.unit
+        GROUP BY e.day
+        HAVING sum(g.people) < {min_group_size}
+    )
+SELECT day, from_unit, to_unit, interactions
+FROM kept
+WHERE visible AND (from_unit = to_unit OR day NOT IN crossing_exposed);
 
 -- Re-created views run as their definer again (004_analyst_views_definer.sql).
 ALTER TABLE {db}.daily_ei_index MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;

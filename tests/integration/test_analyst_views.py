@@ -154,13 +154,48 @@ def oracle_active(events: list[dict[str, Any]], directory: dict[str, str], k: in
 
 
 def oracle_matrix(events: list[dict[str, Any]], k: int) -> set[Any]:
-    """A cell when both its units are shown in daily_ei_index that day (secondary suppression:
-    its rows and columns add up to figures of that view)."""
+    """A cell when both its units are shown in daily_ei_index that day and neither unit's
+    cells reach hidden units of 1 to k - 1 people in all; no crossing cell on a day whose
+    hidden crossing cells have 1 to k - 1 people at their ends (secondary suppression: rows
+    and columns add up to figures of daily_ei_index)."""
     cells: Counter[tuple[date, str, str]] = Counter()
     for ev in filter(is_interaction, events):
         cells[(day_of(ev), ev["actor_unit"], ev["target_unit"] or "unknown")] += 1
+    groups = ei_groups(events)
     shown = {(d, u) for d, u, *_ in oracle_ei(events, k)}
-    return {(d, a, b, n) for (d, a, b), n in cells.items() if {(d, a), (d, b)} <= shown}
+    others: dict[tuple[date, str], set[str]] = defaultdict(set)
+    for d, a, b in cells:
+        if a != b:
+            others[(d, a)].add(b)
+            others[(d, b)].add(a)
+    exposed = set()
+    for (d, u), units in others.items():
+        covered = sum(len(groups[(d, x)]) for x in units if (d, x) not in shown)
+        if 0 < covered < k:
+            exposed.add((d, u))
+    visible = {
+        (d, a, b)
+        for d, a, b in cells
+        if {(d, a), (d, b)} <= shown and not {(d, a), (d, b)} & exposed
+    }
+    ends: dict[date, set[str]] = defaultdict(set)  # units at the ends of hidden crossing cells
+    for d, a, b in set(cells) - visible:
+        if a != b:
+            ends[d] |= {a, b}
+    crossing_exposed = {d for d, us in ends.items() if sum(len(groups[(d, u)]) for u in us) < k}
+    return {
+        (d, a, b, n)
+        for (d, a, b), n in cells.items()
+        if (d, a, b) in visible and (a == b or d not in crossing_exposed)
+    }
+
+
+def ei_groups(events: list[dict[str, Any]]) -> dict[tuple[date, str], set[str]]:
+    """The group of a unit's E-I row: its people active that day or at an end of its ties."""
+    groups = active_people(events)
+    for ev in filter(is_interaction, events):
+        groups[(day_of(ev), ev["target_unit"] or "unknown")].add(ev["target_actor_id"])
+    return groups
 
 
 def hide_to_stop_differencing(people: dict[str, int], total: int, k: int) -> set[str]:

@@ -59,10 +59,7 @@ def test_every_relation_is_classified_once() -> None:
 
 #: Views whose rows come from a suppressed view (their first FROM) and only join counts of
 #: events, not of people, onto its keys.
-ROWS_FROM = {
-    "window_baseline_ratio": "engagement_windows",
-    "daily_silo_matrix": "daily_ei_index",
-}
+ROWS_FROM = {"window_baseline_ratio": "engagement_windows"}
 
 
 def test_aggregate_views_are_views_and_suppress_small_groups() -> None:
