@@ -153,7 +153,10 @@ class GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        waiting = not self._messages and self._current_request is None
+        # between requests: none parsed yet, or start() awaits the next (not a body's bytes)
+        waiting = not self._messages and (
+            self._request_count == 0 or (self._waiter is not None and not self._waiter.done())
+        )
         if data and waiting and self._header_timer is None and not self._force_close:
             self._header_timer = self._loop.call_later(
                 self._guard.limits.header_timeout_s, self._headers_overdue
