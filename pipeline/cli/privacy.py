@@ -53,7 +53,7 @@ def read_people(people: list[str], file: Path | None) -> list[str]:
     if file is not None:
         for line in file.read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
-                names.append(line)
+                names.append(line.strip())
     return list(dict.fromkeys(names))
 
 
@@ -103,7 +103,8 @@ def forget(
         typer.echo(f"directory topic {s.topic_directory}: {tombstones} tombstone(s) sent")
     for pseudonym in report.not_found:
         typer.echo(f"not found: {by_pseudonym[pseudonym]}")
-    typer.echo(f"removed: {report.total} row(s) of {len(names) - len(report.not_found)} people")
+    found = len(by_pseudonym) - len(report.not_found)
+    typer.echo(f"removed: {report.total} row(s) of {found} people")
 
 
 def export_person(
