@@ -49,7 +49,7 @@ def test_waiting_takes_nothing_and_check_takes_one() -> None:
 
 
 def test_keys_beyond_the_bound_are_forgotten_oldest_first() -> None:
-    limiter = RateLimiter(1.0, 1, clock=Clock(), max_keys=3)
+    limiter = RateLimiter(1.0, 1, clock=Clock(), max_sources=3)
     for key in "abcd":
         limiter.check(key)
     assert len(limiter) == 3

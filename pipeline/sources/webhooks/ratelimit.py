@@ -1,5 +1,5 @@
 """Rate limits of the webhook endpoints: token buckets per key (a credential, or a client
-address for requests that are not authenticated), at most ``max_keys`` remembered."""
+address for requests that are not authenticated), at most ``max_sources`` remembered."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ from collections.abc import Callable
 
 class RateLimiter:
     """A token bucket per key: ``burst`` requests at once, then ``rate_per_s``; the least
-    recently used keys are forgotten beyond ``max_keys`` (a forgotten key starts full)."""
+    recently used keys are forgotten beyond ``max_sources`` (a forgotten key starts full)."""
 
     def __init__(
         self,
         rate_per_s: float,
         burst: int,
         clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 4096,
+        max_sources: int = 4096,
     ) -> None:
         self.rate = rate_per_s
         self.burst = float(burst)
         self.clock = clock
-        self.max_keys = max_keys
+        self.max_sources = max_sources
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
 
     def _tokens(self, key: str, now: float) -> float:
@@ -32,7 +32,7 @@ class RateLimiter:
 
     def _store(self, key: str, tokens: float, now: float) -> None:
         self._buckets[key] = (tokens, now)
-        while len(self._buckets) > self.max_keys:
+        while len(self._buckets) > self.max_sources:
             self._buckets.popitem(last=False)
 
     def check(self, key: str) -> float:
