@@ -15,5 +15,7 @@ once downstream too.
 
 Modules: ``credentials`` (tokens, Slack signatures), ``ratelimit``, ``dedup`` (delivery ids),
 ``payload`` (what all mappings share), ``slack``, ``mattermost``, ``generic`` (what goes to
-Kafka: validation, pseudonymised envelopes, redacted dead letters), ``metrics``.
+Kafka: validation, pseudonymised envelopes, redacted dead letters), ``metrics``, ``server``
+(aiohttp's server hardened: access log, timeouts, connection cap, JSON errors) and ``logs``
+(a log a client cannot flood).
 """
