@@ -25,8 +25,11 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.contract.pseudonym import Pseudonymiser
+from pipeline.ops.exporter import PipelineMetrics
 from pipeline.sinks import erasure
 from pipeline.sinks.clickhouse import get_client
+from pipeline.sinks.directory import DirectorySync
+from pipeline.sinks.facts import ClickHouseSink
 from tests.conftest import TEST_KEY, migrated_clickhouse
 from tests.faults.harness import (
     FaultRun,
@@ -138,6 +141,7 @@ def forgotten(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         seconds = time.monotonic() - started
         after_first = read_figures(run.settings)
         second = cli(run, "forget", *two, "nobody-ever@example.org")
+        unknown_export = cli(run, "export-person", "nobody-ever@example.org")
         yield {
             "run": run,
             "dataset": dataset,
@@ -149,6 +153,7 @@ def forgotten(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
             "others_after": interactions_by_units(run),
             "first": first,
             "second": second,
+            "unknown_export": unknown_export,
             "after_first": after_first,
             "after_second": read_figures(run.settings),
             "seconds": seconds,
@@ -214,6 +219,18 @@ def test_directory_topic_ends_with_tombstones(forgotten: dict[str, Any]) -> None
     for pseudonym in forgotten["ids"]:
         assert pseudonym.encode() in latest
         assert latest[pseudonym.encode()] is None
+    # the leader's full mirror sync over the topic as it now is writes nobody back
+    client = get_client(run.settings)
+    try:
+        sink = ClickHouseSink(
+            lambda: client, run.settings.clickhouse_database, PipelineMetrics.create(), "g", "t"
+        )
+        sync = DirectorySync(sink)
+        sync.load()
+        plan = sync.plan_all(latest.items())
+    finally:
+        client.close()
+    assert not plan, (plan.upserts[:3], plan.deletes[:3])  # the mirror is the directory
     # residual until retention (docs/privacy.md): the activity topic still holds their events
     activity = read_records(run.stack.bootstrap, run.settings.topic_activity)
     assert any(forgotten["ids"][0].encode() in (rec.value or b"") for rec in activity)
@@ -226,6 +243,9 @@ def test_second_run_changes_nothing_and_reports_the_unknown(forgotten: dict[str,
     for person in [*forgotten["two"], "nobody-ever@example.org"]:
         assert f"not found: {person}" in second.output
     assert forgotten["after_second"] == forgotten["after_first"]
+    unknown = forgotten["unknown_export"]
+    assert unknown.exit_code == 0 and '"table"' not in unknown.output
+    assert "not found: nobody-ever@example.org" in unknown.output
 
 
 def test_windows_recomputed_across_partitions_and_emptied(tmp_path: Path) -> None:
