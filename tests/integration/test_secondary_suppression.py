@@ -1,0 +1,217 @@
+"""Secondary suppression on the real engine (docs/privacy.md, "Secondary suppression
+(differencing)"): the SQL of the views and the Python rule agree; over random organisations
+with small units no total minus its shown parts singles out fewer than k people, in
+daily_ei_index, daily_silo_matrix and the gauges' readings; what is shown equals the oracle."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.metrics.suppression import SECONDARY_SHOWN_SQL, secondary_suppression
+from pipeline.ops import readings
+from tests.conftest import migrated_clickhouse
+from tests.integration.test_analyst_views import (
+    DAY0,
+    ei_groups,
+    event,
+    load,
+    oracle_ei,
+    oracle_matrix,
+    rows,
+    set_config,
+    unique,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with migrated_clickhouse(tmp_path_factory.mktemp("secondary"), min_group_size=1) as client:
+        yield client
+
+
+# --- the SQL rule and the Python rule ------------------------------------------------------
+
+totals = st.lists(
+    st.tuples(
+        st.dictionaries(st.sampled_from(["a", "b", "B", "c", "dd", "e"]), st.integers(0, 9)),
+        st.integers(0, 3),  # total people beyond the parts' sum (parts may also overlap)
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(totals, st.integers(1, 7))
+def test_sql_rule_equals_python_rule(
+    ch: Any, groups: list[tuple[dict[str, int], int]], k: int
+) -> None:
+    values = []
+    want = set()
+    for t, (parts, extra) in enumerate(groups):
+        total = max(0, sum(parts.values()) + extra - 2)  # sometimes less than the parts' sum
+        values.append(f"({t}, '*', 1, {total}, {k})")
+        values += [f"({t}, '{p}', 0, {n}, {k})" for p, n in parts.items()]
+        got = secondary_suppression(parts, total, k)
+        want |= {(t, p) for p in parts if p not in got.hidden_parts}
+        if not got.total_hidden:
+            want.add((t, "*"))
+    shown = ch.query(
+        f"SELECT _total, _part FROM (SELECT *, {SECONDARY_SHOWN_SQL} AS s FROM values("
+        "'_total UInt32, _part String, _is_total UInt8, _people UInt32, _k UInt32', "
+        f"{', '.join(values)})) WHERE s"
+    ).result_rows
+    assert set(shown) == want
+
+
+# --- no differencing in the views ----------------------------------------------------------
+
+
+def exposures(
+    ei: set[Any], matrix: set[Any], groups: dict[tuple[date, str], set[str]], k: int
+) -> list[str]:
+    """Every total shown whose shown parts leave 1 to k - 1 people by subtraction."""
+    found = []
+    days = {d for d, _ in groups}
+    shown_ei = {(d, u) for d, u, *_ in ei}
+    cells: dict[date, set[tuple[str, str]]] = defaultdict(set)
+    for d, a, b, _ in matrix:
+        cells[d].add((a, b))
+    size = {key: len(p) for key, p in groups.items()}
+    for d in days:
+        units = {u for dd, u in groups if dd == d and u != "*"}
+        for u in units:
+            if (d, u) in shown_ei and size[(d, u)] < k:
+                found.append(f"{d} {u}: shown with {size[(d, u)]} people")
+        if (d, "*") in shown_ei:  # the org row minus the shown unit rows
+            covered = sum(size[(d, u)] for u in units if (d, u) not in shown_ei)
+            if 0 < covered < k:
+                found.append(f"{d} '*' - units: {covered} people")
+    return found
+
+
+def matrix_exposures(
+    ei: set[Any], matrix: set[Any], all_cells: set[tuple[date, str, str]], groups: Any, k: int
+) -> list[str]:
+    """A shown unit's external ties (or the org's) minus its shown crossing cells, when some
+    are shown: the units at the other end of its hidden cells (both ends for the org) must
+    have 0 or >= k people. (Without a shown cell nothing is subtracted: the total alone is
+    daily_ei_index's row, a figure about its own group.)"""
+    found = []
+    shown_ei = {(d, u) for d, u, *_ in ei}
+    shown = {(d, a, b) for d, a, b, _ in matrix}
+    hidden = {(d, a, b) for d, a, b in all_cells - shown if a != b}
+    others: dict[tuple[date, str], set[str]] = defaultdict(set)
+    ends: dict[date, set[str]] = defaultdict(set)
+    for d, a, b in hidden:
+        others[(d, a)].add(b)
+        others[(d, b)].add(a)
+        ends[d] |= {a, b}
+    for (d, u), us in others.items():
+        covered = sum(len(groups[(d, x)]) for x in us)
+        subtracted = any(dd == d and a != b and u in (a, b) for dd, a, b in shown)
+        if (d, u) in shown_ei and subtracted and 0 < covered < k:
+            found.append(f"{d} {u} - cells: {covered} people")
+    for d, us in ends.items():
+        covered = sum(len(groups[(d, x)]) for x in us)
+        crossing_shown = any(dd == d and a != b for dd, a, b in shown)
+        if (d, "*") in shown_ei and crossing_shown and 0 < covered < k:
+            found.append(f"{d} '*' - cells: {covered} people")
+    return found
+
+
+@st.composite
+def small_unit_orgs(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Units of 1 to 8 people (each person in one unit), a few days of random activity and
+    mentions (some to people outside the directory: unit 'unknown'), duplicates and late
+    copies."""
+    sizes = draw(st.lists(st.integers(1, 8), min_size=2, max_size=5))
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    people = {f"{chr(65 + u)}{i}": chr(65 + u) for u, n in enumerate(sizes) for i in range(n)}
+    t0 = int(DAY0.timestamp() * 1000)
+    events = []
+    for day in range(draw(st.integers(1, 4))):
+        active = [p for p in people if rng.random() < 0.7]
+        for i in range(rng.randint(0, 3 * len(active))):
+            a = rng.choice(active)
+            ts = t0 + day * 86_400_000 + i * 1000
+            if rng.random() < 0.2:
+                events.append(event(f"v{day}.{i}", "view", ts, a, people[a]))
+                continue
+            b = rng.choice(active)
+            bu = None if rng.random() < 0.05 else people[b]
+            events.append(event(f"m{day}.{i}", "mention", ts, a, people[a], b, bu))
+    events += [dict(ev, late=True) for ev in rng.sample(events, len(events) // 5)]
+    rng.shuffle(events)
+    return events
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(small_unit_orgs(), st.sampled_from([2, 3, 5]))
+def test_no_total_minus_shown_parts_singles_out_fewer_than_k(
+    ch: Any, events: list[dict[str, Any]], k: int
+) -> None:
+    set_config(ch, min_group_size=k)
+    load(ch, events, {})
+    facts = unique(events)
+    groups = ei_groups(facts)
+    for (d, _), p in list(groups.items()):
+        groups.setdefault((d, "*"), set()).update(p)
+    ei = rows(ch, "SELECT day, unit, internal, external, ei_index FROM teilhabe.daily_ei_index")
+    matrix = rows(ch, "SELECT * FROM teilhabe.daily_silo_matrix")
+    assert ei == oracle_ei(facts, k)
+    assert matrix == oracle_matrix(facts, k)
+    all_cells = {(d, a, b) for d, a, b, _ in oracle_matrix(facts, 1)}
+    assert exposures(ei, matrix, groups, k) == []
+    assert matrix_exposures(ei, matrix, all_cells, groups, k) == []
+    # the gauges read these rows (pipeline.ops.readings): nothing beyond the view's
+    figures = readings.newest_day_figures(ch, "teilhabe")
+    if figures.day is not None:
+        assert {u for u, *_ in figures.ei} <= {u for d, u, *_ in ei if d == figures.day}
+
+
+def four_large_and_one_of_three() -> list[dict[str, Any]]:
+    """Four departments of 6 people mentioning each other, one of 3 whose people mention
+    their own department."""
+    t0 = int(DAY0.timestamp() * 1000)
+    sizes = {"A": 6, "B": 7, "C": 6, "D": 8, "E": 3}
+    evs = []
+    for u, n in sizes.items():
+        for i in range(n):
+            peer = f"{u}{(i + 1) % n}"
+            evs.append(event(f"{u}{i}", "mention", t0 + len(evs), f"{u}{i}", u, peer, u))
+    evs.append(event("x", "mention", t0 + len(evs), "A0", "A", "B0", "B"))
+    return evs
+
+
+def test_the_check_finds_what_primary_suppression_alone_leaves(ch: Any) -> None:
+    """With primary suppression only (every group of k shown) the org row minus the four
+    large departments is the department of 3: the check sees it; the views leave out the
+    smallest large department as well."""
+    set_config(ch, min_group_size=5)
+    facts = four_large_and_one_of_three()
+    load(ch, facts, {})
+    groups = ei_groups(facts)
+    for (d, _), p in list(groups.items()):
+        groups.setdefault((d, "*"), set()).update(p)
+    primary_only = {r for r in oracle_ei(facts, 1) if len(groups[(r[0], r[1])]) >= 5}
+    assert exposures(primary_only, set(), groups, 5) != []
+    ei = rows(ch, "SELECT day, unit, internal, external, ei_index FROM teilhabe.daily_ei_index")
+    assert {r[1] for r in ei} == {"*", "B", "C", "D"}, "E (3) and the smallest, A (6, as C)"
+    assert exposures(ei, set(), groups, 5) == []
+    matrix = rows(ch, "SELECT from_unit, to_unit FROM teilhabe.daily_silo_matrix")
+    assert matrix == {("B", "B"), ("C", "C"), ("D", "D")}
