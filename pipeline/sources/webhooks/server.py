@@ -21,7 +21,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
@@ -30,6 +31,7 @@ from pipeline.sources.webhooks.metrics import WebhookMetrics
 from pipeline.sources.webhooks.payload import SOURCES
 from pipeline.sources.webhooks.ratelimit import client_key
 
+_CLIENT_FAILURES = (RequestPayloadError, HttpProcessingError, ConnectionError)
 SERVER_NAME = "teilhabe"
 OTHER = "other"  # the source label of what no route matched (404, 405, parser errors, ...)
 #: Reason codes of the answers no route gives.
@@ -200,8 +202,15 @@ class GuardedHandler(RequestHandler):
         self._guard.access(request, response, elapsed)
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
-        """A failure outside the routes (a bug): its type and place, never its message."""
+        """A failure outside the routes: a client's (a body that cannot be decoded while the
+        rest of a refused request is drained, a lost connection) once per client address and
+        interval; else a bug. Its type and place, never its message."""
         exc = kw.get("exc_info")
+        if isinstance(exc, _CLIENT_FAILURES):
+            msg = "webhook connection failed client=%s error=%s"
+            name = type(exc).__name__
+            self._guard.limited.log(f"{self._peer}:conn", logging.WARNING, msg, self._peer, name)
+            return
         self._guard.failure(exc if isinstance(exc, BaseException) else None)
 
     def handle_error(
