@@ -82,6 +82,8 @@ def test_ingest_import_and_directory_agree_on_spellings() -> None:
     assert ingested["actor_id"] == key.decode() and ingested["actor_unit"] == "IT"
 
     ctx = ImportContext()
-    imported = event("e2", "post_created", iso(1_700_000_000), f"{NFD}@Example.org", platform="mbox")
+    imported = event(
+        "e2", "post_created", iso(1_700_000_000), f"{NFD}@Example.org", platform="mbox"
+    )
     ((_, line),) = list(prepare([imported], ctx, P))
     assert orjson.loads(line)["actor_id"] == key.decode()
