@@ -351,44 +351,60 @@ def test_statuses_stay_in_the_documented_set(worker: Worker) -> None:
     assert_clean_log(worker.log())
 
 
+def serve_in_process(server: Any, requests: list[bytes]) -> list[bytes]:
+    """Send each raw request on a connection of its own to ``server`` served as the worker
+    serves it (``GuardedRunner`` on loopback, in this process); the raw answers."""
+    from aiohttp import web
+
+    async def scenario() -> list[bytes]:
+        runner = GuardedRunner(server.application(), server.guard)
+        await runner.setup()
+        answers = []
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            port = int(runner.addresses[0][1])
+            for request in requests:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(request)
+                answers.append(await asyncio.wait_for(reader.read(), WAIT_S))
+                writer.close()
+        finally:
+            await runner.cleanup()
+        return answers
+
+    return asyncio.run(scenario())
+
+
+def in_process_server(make_settings: Any, **values: Any) -> tuple[Any, Any]:
+    from agents import webhooks
+    from pipeline.sources.webhooks.credentials import Credentials, SlackVerifier
+
+    rt = fake_runtime(make_settings(webhook_port=0, **values))
+    creds = Credentials(
+        bearer=[BEARER.encode()],
+        slack=SlackVerifier(SIGNING_SECRET),
+        mattermost=[MM_TOKEN.encode()],
+    )
+    return rt, webhooks.WebhookServer(cast(Any, rt), creds)
+
+
 def test_a_bug_is_a_counted_500_logged_without_its_message(
     make_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """In-process, served as the worker serves (``GuardedRunner`` on loopback)."""
-    from aiohttp import web
-
-    from agents import webhooks
-    from pipeline.sources.webhooks.credentials import Credentials
-
-    rt = fake_runtime(make_settings(webhook_port=0))
+    rt, server = in_process_server(make_settings)
 
     def broken(raw: str) -> str:
         raise RuntimeError(f"cannot pseudonymise {raw}")
 
     rt.pseudonymise = broken
-    server = webhooks.WebhookServer(cast(Any, rt), Credentials(bearer=[BEARER.encode()]))
-
-    async def scenario() -> bytes:
-        runner = GuardedRunner(server.application(), server.guard)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            port = int(runner.addresses[0][1])
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            body = events_body()
-            writer.write(
-                b"POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                b"Authorization: Bearer " + BEARER.encode() + b"\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-            )
-            answer = await reader.read()
-            writer.close()
-            return answer
-        finally:
-            await runner.cleanup()
-
+    body = events_body()
+    request = (
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer " + BEARER.encode() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
     with caplog.at_level(logging.DEBUG, "teilhabe.webhooks"):
-        answer = asyncio.run(scenario())
+        (answer,) = serve_in_process(server, [request])
     assert statuses(answer) == [500] and answer.endswith(b'{"error":"internal"}')
     lines = [r.getMessage() for r in caplog.records]
     assert any(
@@ -397,3 +413,57 @@ def test_a_bug_is_a_counted_500_logged_without_its_message(
     assert any("source=events status=500" in m for m in lines), lines
     assert_clean_log("\n".join(lines), bug=True)
     assert server.metrics.requests.labels("events", "500")._value.get() == 1
+
+
+def _post(path: str, head: bytes, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+        + head
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+def test_odd_requests_get_a_4xx_never_a_500(
+    make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, server = in_process_server(make_settings, webhook_client_burst=1000)
+    auth = b"Authorization: Bearer " + BEARER.encode() + b"\r\n"
+    mm = b"Authorization: Token " + MM_TOKEN.encode() + b"\r\n"
+    stamp = str(int(time.time())).encode()
+    huge_ts = b"user_name=a&post_id=p&channel_id=c&timestamp=99999999999999&text=" + TEXT.encode()
+    requests = {
+        "content-type garbage": _post("/v1/mattermost", b'Content-Type: \xff;;="\r\n', b"token"),
+        "gzip garbage": _post("/v1/events", auth + b"Content-Encoding: gzip\r\n", b"abcde"),
+        "bad chunk": f"POST /v1/events HTTP/1.1\r\nHost: x\r\n{auth.decode()}"
+        "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n".encode(),
+        "non-ASCII bearer": _post("/v1/events", b"Authorization: Bearer \xc3\xa4\xff\r\n", b"{}"),
+        "non-ASCII token": _post("/v1/mattermost", b"Authorization: Token \xff\r\n", b"{}"),
+        "non-ASCII signature": _post(
+            "/v1/slack/events",
+            b"X-Slack-Request-Timestamp: " + stamp + b"\r\n"
+            b"X-Slack-Signature: v0=\xc3\xa4" + b"a" * 62 + b"\r\n",
+            b"{}",
+        ),
+        "form not UTF-8": _post("/v1/mattermost", b"", b"\xff\xfe="),
+        "JSON list": _post("/v1/mattermost", b"Content-Type: application/json\r\n", b"[]"),
+        "body not JSON after the header token": _post(
+            "/v1/mattermost", mm + b"Content-Type: application/json\r\n", b"{{{"
+        ),
+        "year 5138": _post("/v1/mattermost", mm, huge_ts),
+        "huge Content-Length": b"POST /v1/events HTTP/1.1\r\nHost: x\r\n"
+        + auth
+        + b"Content-Length: 99999999999999999999999\r\n\r\n",
+        "unknown Expect": _post("/v1/events", auth + b"Expect: 200-ok\r\n", b"{}"),
+        "deep JSON": _post("/v1/events", auth, b"[" * 2000 + b"]" * 2000),
+        "infinite number": _post("/v1/events", auth, b'{"schema_version":1e999,"events":[]}'),
+    }
+    with caplog.at_level(logging.DEBUG, "teilhabe.webhooks"):
+        answers = serve_in_process(server, list(requests.values()))
+    for name, answer in zip(requests, answers, strict=True):
+        codes = statuses(answer)
+        assert codes and all(400 <= c < 500 for c in codes), (name, answer)
+        assert answer.split(b"\r\n\r\n")[-1].startswith(b'{"error":'), (name, answer)
+    assert_clean_log("\n".join(r.getMessage() for r in caplog.records))
