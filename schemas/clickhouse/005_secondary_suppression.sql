@@ -129,6 +129,37 @@ SELECT day, from_unit, to_unit, interactions
 FROM kept
 WHERE visible AND (from_unit = to_unit OR day NOT IN crossing_exposed);
 
+-- Active people and events per unit and day, adoption rate = active / headcount of the unit
+-- in the directory (NULL when the directory does not know the unit): as in 003, with the day's
+-- active people of the whole org (shown where a day has one platform, in
+-- daily_active_by_platform) as the total of the unit rows. Group: the unit's active people.
+CREATE OR REPLACE VIEW {db}.daily_active_by_unit AS
+SELECT a.day AS day, a.unit AS unit, a.active_users AS active_users, a.events AS events,
+       if(h.headcount > 0, a.active_users / h.headcount, NULL) AS adoption_rate
+FROM
+(
+    SELECT day, unit, active_users, events
+    FROM
+    (
+        SELECT *, {secondary_shown} AS _shown
+        FROM
+        (
+            SELECT day, p.1 AS unit, p.2 AS _is_total, uniqExact(actor_id) AS active_users,
+                   count() AS events, day AS _total, unit AS _part, active_users AS _people,
+                   {min_group_size} AS _k
+            FROM {db}.events FINAL
+            ARRAY JOIN [(actor_unit, toUInt8(0)), ('', toUInt8(1))] AS p
+            GROUP BY day, p
+        )
+    )
+    WHERE _shown AND NOT _is_total
+) AS a
+LEFT JOIN
+(
+    SELECT unit, count() AS headcount FROM {db}.directory_people FINAL GROUP BY unit
+) AS h ON a.unit = h.unit;
+
 -- Re-created views run as their definer again (004_analyst_views_definer.sql).
 ALTER TABLE {db}.daily_ei_index MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
 ALTER TABLE {db}.daily_silo_matrix MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
+ALTER TABLE {db}.daily_active_by_unit MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;

@@ -1,7 +1,8 @@
 """Secondary suppression on the real engine (docs/privacy.md, "Secondary suppression
 (differencing)"): the SQL of the views and the Python rule agree; over random organisations
 with small units no total minus its shown parts singles out fewer than k people, in
-daily_ei_index, daily_silo_matrix and the gauges' readings; what is shown equals the oracle."""
+daily_ei_index, daily_silo_matrix, daily_active_by_unit and the gauges' readings; what is shown
+equals the oracle."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from pipeline.ops import readings
 from tests.conftest import migrated_clickhouse
 from tests.integration.test_analyst_views import (
     DAY0,
+    active_people,
     ei_groups,
     event,
     load,
+    oracle_active,
     oracle_ei,
     oracle_matrix,
     rows,
@@ -178,6 +181,17 @@ def test_no_total_minus_shown_parts_singles_out_fewer_than_k(
     all_cells = {(d, a, b) for d, a, b, _ in oracle_matrix(facts, 1)}
     assert exposures(ei, matrix, groups, k) == []
     assert matrix_exposures(ei, matrix, all_cells, groups, k) == []
+    # the day's active people of the org minus the shown unit rows of daily_active_by_unit
+    active = rows(ch, "SELECT * FROM teilhabe.daily_active_by_unit")
+    assert active == oracle_active(facts, {}, k)
+    people = active_people(facts)
+    shown_active = {(d, u) for d, u, *_ in active}
+    for day in {d for d, _ in people}:
+        covered = sum(
+            len(p) for (d, u), p in people.items() if d == day and (d, u) not in shown_active
+        )
+        org = len(set().union(*(p for (d, _), p in people.items() if d == day)))
+        assert covered == 0 or covered >= k or org < k, f"{day}: org - units = {covered} people"
     # the gauges read these rows (pipeline.ops.readings): nothing beyond the view's
     figures = readings.newest_day_figures(ch, "teilhabe")
     if figures.day is not None:
