@@ -159,7 +159,182 @@ LEFT JOIN
     SELECT unit, count() AS headcount FROM {db}.directory_people FINAL GROUP BY unit
 ) AS h ON a.unit = h.unit;
 
+-- The other views whose group is the unit's active people of the day (as daily_active_by_unit,
+-- docs/metrics.md): their rows count the unit's active people too (observers + contributors,
+-- active_users, people, dau) or its events, beside the same org total, so they show exactly
+-- the (day, unit) rows daily_active_by_unit shows after secondary suppression. Definitions as
+-- in 003, with that condition added to the primary one.
+
+CREATE OR REPLACE VIEW {db}.participation_pyramid AS
+SELECT day, unit,
+       countIf(contributions = 0) AS observers,
+       countIf(contributions > 0 AND contributions < h) AS contributors,
+       countIf(contributions >= h) AS heavy_contributors
+FROM
+(
+    SELECT day, actor_unit AS unit, actor_id,
+           countIf(event_type IN {contribution_types}) AS contributions,
+           (SELECT toUInt32OrDefault(any(value), toUInt32(5)) FROM {db}.config FINAL WHERE key = 'heavy_contributions') AS h
+    FROM {db}.events FINAL
+    GROUP BY day, unit, actor_id
+)
+GROUP BY day, unit
+HAVING count() >= {min_group_size} AND (day, unit) IN (SELECT day, unit FROM {db}.daily_active_by_unit);
+
+CREATE OR REPLACE VIEW {db}.daily_baseline_ratio AS
+SELECT c.day AS day, c.unit AS unit, c.events AS events,
+       p.events / 4 AS baseline_events,
+       if(p.events = 0, NULL, c.events / (p.events / 4)) AS ratio
+FROM
+(
+    SELECT day, actor_unit AS unit, count() AS events, uniqExact(actor_id) AS people
+    FROM {db}.events FINAL GROUP BY day, unit
+) AS c
+INNER JOIN
+(
+    SELECT day + 7 * w AS target_day
+    FROM (SELECT DISTINCT day FROM {db}.events) ARRAY JOIN [1, 2, 3, 4] AS w
+    GROUP BY target_day
+    HAVING count() = 4
+) AS h ON c.day = h.target_day
+LEFT JOIN
+(
+    SELECT day + 7 * w AS target_day, actor_unit AS unit, count() AS events
+    FROM {db}.events FINAL ARRAY JOIN [1, 2, 3, 4] AS w
+    GROUP BY target_day, unit
+) AS p ON c.day = p.target_day AND c.unit = p.unit
+WHERE c.people >= {min_group_size} AND (c.day, c.unit) IN (SELECT day, unit FROM {db}.daily_active_by_unit);
+
+CREATE OR REPLACE VIEW {db}.daily_stickiness AS
+SELECT d AS day, unit, dau, wau, mau, dau / mau AS stickiness
+FROM
+(
+    SELECT active_day + n AS d, unit,
+           uniqExactIf(actor_id, n = 0) AS dau,
+           uniqExactIf(actor_id, n < 7) AS wau,
+           uniqExact(actor_id) AS mau
+    FROM
+    (
+        SELECT DISTINCT day AS active_day, actor_unit AS unit, actor_id FROM {db}.events FINAL
+    )
+    ARRAY JOIN range(28) AS n
+    GROUP BY d, unit
+)
+WHERE dau >= greatest(1, {min_group_size}) AND (d, unit) IN (SELECT day, unit FROM {db}.daily_active_by_unit);
+
+CREATE OR REPLACE VIEW {db}.daily_boundary_spanners AS
+SELECT a.day AS day, a.unit AS unit, a.active_users AS active_users,
+       ifNull(b.spanners, 0) AS boundary_spanners
+FROM
+(
+    SELECT day, actor_unit AS unit, uniqExact(actor_id) AS active_users
+    FROM {db}.events FINAL GROUP BY day, unit
+) AS a
+LEFT JOIN
+(
+    SELECT day, unit, countIf(others >= (SELECT toUInt32OrDefault(any(value), toUInt32(3)) FROM {db}.config FINAL WHERE key = 'boundary_spanner_units')) AS spanners
+    FROM
+    (
+        SELECT day, unit, person, uniqExactIf(other, other != unit AND other != 'unknown') AS others
+        FROM
+        (
+            SELECT day, from_unit AS unit, actor_id AS person, to_unit AS other FROM {db}.interactions
+            UNION ALL
+            SELECT day, to_unit AS unit, target_id AS person, from_unit AS other FROM {db}.interactions
+        )
+        GROUP BY day, unit, person
+    )
+    GROUP BY day, unit
+) AS b ON a.day = b.day AND a.unit = b.unit
+WHERE a.active_users >= {min_group_size} AND (a.day, a.unit) IN (SELECT day, unit FROM {db}.daily_active_by_unit);
+
+CREATE OR REPLACE VIEW {db}.daily_contribution_inequality AS
+SELECT day, unit, people, contributions,
+       if(contributions = 0, NULL,
+          2 * arraySum(arrayMap((x, i) -> x * i, asc, arrayEnumerate(asc))) / (people * contributions)
+          - (people + 1) / people) AS gini,
+       if(contributions = 0, NULL,
+          arraySum(arraySlice(arrayReverse(asc), 1, toUInt32(ceil(people / 10)))) / contributions) AS top10_share,
+       if(contributions = 0, NULL,
+          arrayFirstIndex(c -> 2 * c >= contributions, arrayCumSum(arrayReverse(asc)))) AS absence_factor
+FROM
+(
+    SELECT day, unit, count() AS people, sum(c) AS contributions, arraySort(groupArray(c)) AS asc
+    FROM
+    (
+        SELECT day, actor_unit AS unit, actor_id,
+               countIf(event_type IN {contribution_types}) AS c
+        FROM {db}.events FINAL
+        GROUP BY day, unit, actor_id
+    )
+    GROUP BY day, unit
+)
+WHERE people >= {min_group_size} AND (day, unit) IN (SELECT day, unit FROM {db}.daily_active_by_unit);
+
+CREATE OR REPLACE VIEW {db}.daily_growth AS
+SELECT a.day AS day, a.unit AS unit, a.active_users AS active_users,
+       j.n AS new_members, f.n AS first_time_contributors, r.n AS returning_users,
+       z.n AS dormant_users
+FROM
+(
+    SELECT day, actor_unit AS unit, uniqExact(actor_id) AS active_users
+    FROM {db}.events FINAL GROUP BY day, unit
+) AS a
+LEFT JOIN
+(
+    SELECT day, actor_unit AS unit, uniqExact(actor_id) AS n
+    FROM {db}.events FINAL WHERE event_type = 'member_joined' GROUP BY day, unit
+) AS j ON a.day = j.day AND a.unit = j.unit
+LEFT JOIN
+(
+    SELECT first_day AS day, first_unit AS unit, count() AS n
+    FROM
+    (
+        SELECT actor_id, min(day) AS first_day, argMin(actor_unit, (ts_ms, event_id)) AS first_unit
+        FROM {db}.events FINAL
+        WHERE event_type IN {contribution_types}
+        GROUP BY actor_id
+    )
+    GROUP BY day, unit
+) AS f ON a.day = f.day AND a.unit = f.unit
+LEFT JOIN
+(
+    SELECT t.day AS day, t.unit AS unit, uniqExact(t.actor_id) AS n
+    FROM
+    (
+        SELECT DISTINCT day, actor_unit AS unit, actor_id FROM {db}.events FINAL
+    ) AS t
+    INNER JOIN
+    (
+        SELECT DISTINCT day AS prev_day, actor_id FROM {db}.events FINAL
+    ) AS p ON t.actor_id = p.actor_id
+    WHERE p.prev_day < t.day AND p.prev_day >= t.day - 28
+    GROUP BY t.day, t.unit
+) AS r ON a.day = r.day AND a.unit = r.unit
+LEFT JOIN
+(
+    SELECT d AS day, unit, countIf(recent = 0) AS n
+    FROM
+    (
+        SELECT active_day + n AS d, unit, actor_id, countIf(n < 28) AS recent
+        FROM
+        (
+            SELECT DISTINCT day AS active_day, actor_unit AS unit, actor_id FROM {db}.events FINAL
+        )
+        ARRAY JOIN range(56) AS n
+        GROUP BY d, unit, actor_id
+    )
+    GROUP BY day, unit
+) AS z ON a.day = z.day AND a.unit = z.unit
+WHERE a.active_users >= {min_group_size} AND (a.day, a.unit) IN (SELECT day, unit FROM {db}.daily_active_by_unit);
+
 -- Re-created views run as their definer again (004_analyst_views_definer.sql).
 ALTER TABLE {db}.daily_ei_index MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
 ALTER TABLE {db}.daily_silo_matrix MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
 ALTER TABLE {db}.daily_active_by_unit MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
+ALTER TABLE {db}.participation_pyramid MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
+ALTER TABLE {db}.daily_baseline_ratio MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
+ALTER TABLE {db}.daily_stickiness MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
+ALTER TABLE {db}.daily_boundary_spanners MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
+ALTER TABLE {db}.daily_contribution_inequality MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
+ALTER TABLE {db}.daily_growth MODIFY DEFINER = CURRENT_USER SQL SECURITY DEFINER;
