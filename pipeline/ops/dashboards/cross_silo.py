@@ -76,8 +76,9 @@ def cross_silo() -> dict[str, Any]:
         .title("Interactions unit × unit (selected period)")
         .description(
             "Replies, reactions, mentions and shares from the row's unit to the column's unit, "
-            "summed over the period (daily_silo_matrix; cells with fewer than k people left "
-            "out). The diagonal is work inside a unit."
+            "summed over the period (daily_silo_matrix: a cell only between units shown in "
+            "daily_ei_index, and none a total minus the shown cells could give back, "
+            "docs/privacy.md). The diagonal is work inside a unit."
         )
         .datasource(CLICKHOUSE)
         .with_target(
