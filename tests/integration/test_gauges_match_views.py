@@ -140,8 +140,9 @@ def test_fact_gauges_equal_their_views(sink: ClickHouseSink, seed: int) -> None:
         for e in unique(evs)
         if e["target_unit"] == "E" and e["ts"] // 1000 >= day
     }
-    assert (("E",) in samples(m, "teilhabe_ei_index")) == (len(e_people) >= 2), (
-        "unit E only received ties and has its E-I once k of its people did"
+    assert (("E",) in samples(m, "teilhabe_ei_index")) <= (len(e_people) >= 2), (
+        "unit E only received ties and has its E-I once k of its people did (unless secondary "
+        "suppression leaves it out: docs/privacy.md)"
     )
     tiers = ("observers", "contributors", "heavy_contributors")
     pyramid = view(
