@@ -443,10 +443,17 @@ def oracle_cohorts(
                 to = ev["target_unit"] or "unknown"
                 if is_interaction(ev) and to not in (ev["actor_unit"], "unknown"):
                     reached[(day_of(ev), name)].add(to)
+    org = active_people(events)  # the day's active people: a cohort and the rest are parts
+    day_people = {
+        d: len(set().union(*(p for (dd, _), p in org.items() if dd == d))) for d, _ in org
+    }
     return {
         (d, c, len(members[c]), len(p), round(len(p) / len(members[c]), 9), len(reached[(d, c)]))
         for (d, c), p in active.items()
-        if len(p) >= k
+        if "c"
+        not in hide_to_stop_differencing(
+            {"c": len(p), "rest": day_people[d] - len(p)}, day_people[d], k
+        )
     }
 
 
@@ -454,10 +461,25 @@ def oracle_by_space(events: list[dict[str, Any]], k: int) -> set[Any]:
     groups: dict[tuple[date, str, str], list[dict[str, Any]]] = defaultdict(list)
     for ev in events:
         groups[(day_of(ev), ev["space_id"] or "", ev["platform"] or "")].append(ev)
+    platform_people: dict[tuple[date, str], set[str]] = defaultdict(set)
+    for (d, _, platform), evs in groups.items():
+        platform_people[(d, platform)] |= {ev["actor_id"] for ev in evs}
+    spaces = {
+        (d, platform): {
+            s: len({ev["actor_id"] for ev in evs})
+            for (dd, s, pl), evs in groups.items()
+            if (dd, pl) == (d, platform)
+        }
+        for d, platform in platform_people
+    }
+    hidden = {
+        key: hide_to_stop_differencing(parts, len(platform_people[key]), k)
+        for key, parts in spaces.items()
+    }
     out = set()
     for (d, space, platform), evs in groups.items():
         people = {ev["actor_id"] for ev in evs}
-        if len(people) >= k:
+        if space not in hidden[(d, platform)]:
             made = sum(ev["event_type"] in CONTRIBUTIONS for ev in evs)
             out.add((d, space, platform, len(people), len(evs), made))
     return out
@@ -543,11 +565,14 @@ def oracle_diversity(events: list[dict[str, Any]], k: int) -> set[Any]:
         org_units[day_of(ev)].add(ev["actor_unit"])
         if ev["space_id"] is not None:
             by_space[(day_of(ev), ev["space_id"])][ev["actor_unit"]].add(ev["actor_id"])
+    # every row of the space in daily_active_by_space must be shown
+    shown = {(d, s, p) for d, s, p, *_ in oracle_by_space(events, k)}
+    rows_of = {(day_of(ev), ev["space_id"] or "", ev["platform"] or "") for ev in events}
     out = set()
     for (d, space), units in by_space.items():
         sizes = [len(p) for p in units.values()]
         n = sum(sizes)
-        if n < k:
+        if n < k or any(r not in shown for r in rows_of if r[:2] == (d, space)):
             continue
         blau = 1 - sum((x / n) ** 2 for x in sizes)
         kk = len(org_units[d])
@@ -831,6 +856,11 @@ BESIDE_ORG_TOTALS = (
     "spanners",
     "inequality",
     "growth",
+    # spaces: parts of their platform's people (10); cohorts: the cohort and the rest of the
+    # day's people (with k = 5, L's 6 leave S's 4)
+    "by_space",
+    "diversity",
+    "cohorts",
 )
 
 
