@@ -1,8 +1,9 @@
 """Secondary suppression on the real engine (docs/privacy.md, "Secondary suppression
 (differencing)"): the SQL of the views and the Python rule agree; over random organisations
 with small units no total minus its shown parts singles out fewer than k people, in
-daily_ei_index, daily_silo_matrix, daily_active_by_unit and the gauges' readings; what is shown
-equals the oracle."""
+daily_ei_index, daily_silo_matrix, daily_active_by_unit, daily_active_by_space (spaces against
+their platform), daily_space_diversity, daily_cohort_activity (a cohort against the day's
+people) and the gauges' readings; what is shown equals the oracle."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.conftest import migrated_clickhouse
 from tests.integration.test_analyst_views import (
     DAY0,
     active_people,
+    day_of,
     ei_groups,
     event,
     load,
@@ -229,3 +231,120 @@ def test_the_check_finds_what_primary_suppression_alone_leaves(ch: Any) -> None:
     assert exposures(ei, set(), groups, 5) == []
     matrix = rows(ch, "SELECT from_unit, to_unit FROM teilhabe.daily_silo_matrix")
     assert matrix == {("B", "B"), ("C", "C"), ("D", "D")}
+
+
+# --- spaces against their platform, cohorts against the day's people (006) -----------------
+
+
+@st.composite
+def small_space_orgs(
+    draw: st.DrawFn,
+) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, list[str]]]:
+    """Units of 1 to 8 people, each person with a home space on one of two platforms (or
+    none), now and then active in another space (spaces then overlap in people); cohorts of
+    random members; duplicates and late copies."""
+    sizes = draw(st.lists(st.integers(1, 8), min_size=2, max_size=4))
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    people = {f"{chr(65 + u)}{i}": chr(65 + u) for u, n in enumerate(sizes) for i in range(n)}
+    spaces = [(f"s{i}", rng.choice([None, "chat", "wiki"])) for i in range(rng.randint(1, 5))]
+    home = {p: rng.choice(spaces) for p in people}
+    cohorts = {p: [c for c in ("x", "y") if rng.random() < 0.6] for p in people}
+    t0 = int(DAY0.timestamp() * 1000)
+    events = []
+    for day in range(draw(st.integers(1, 3))):
+        for i, p in enumerate(p for p in people if rng.random() < 0.7):
+            space, platform = home[p] if rng.random() < 0.85 else rng.choice(spaces)
+            for j in range(rng.randint(1, 2)):
+                ev = event(
+                    f"e{day}.{i}.{j}", "view", t0 + day * 86_400_000 + i * 10 + j, p, people[p]
+                )
+                ev.update(space_id=None if rng.random() < 0.1 else space, platform=platform)
+                events.append(ev)
+    events += [dict(ev, late=True) for ev in rng.sample(events, len(events) // 5)]
+    rng.shuffle(events)
+    return events, people, cohorts
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(small_space_orgs(), st.sampled_from([2, 3, 5]))
+def test_spaces_and_cohorts_leave_no_small_remainder(
+    ch: Any, org: tuple[list[dict[str, Any]], dict[str, str], dict[str, list[str]]], k: int
+) -> None:
+    events, directory, cohorts = org
+    set_config(ch, min_group_size=k)
+    load(ch, events, directory, cohorts)
+    facts = unique(events)
+    # oracle: each (day, platform)'s people and its spaces' people, each day's people
+    space_people: dict[tuple[date, str, str], set[str]] = defaultdict(set)
+    for ev in facts:
+        space_people[(day_of(ev), ev["space_id"] or "", ev["platform"] or "")].add(ev["actor_id"])
+    platform_people: dict[tuple[date, str], set[str]] = defaultdict(set)
+    for (d, _, pl), p in space_people.items():
+        platform_people[(d, pl)] |= p
+    day_people: dict[date, set[str]] = defaultdict(set)
+    for ev in facts:
+        day_people[day_of(ev)].add(ev["actor_id"])
+
+    by_space = rows(
+        ch, "SELECT day, space_id, platform, active_users FROM teilhabe.daily_active_by_space"
+    )
+    shown = {(d, s, pl) for d, s, pl, _ in by_space}
+    want: set[Any] = set()
+    for (d, pl), everyone in platform_people.items():
+        parts = {s: len(p) for (dd, s, pp), p in space_people.items() if (dd, pp) == (d, pl)}
+        hidden = {s for s, n in parts.items() if n < k}
+        if 0 < sum(parts[s] for s in hidden) < k:  # the smallest shown space goes too
+            rest = sorted((n, s) for s, n in parts.items() if s not in hidden)
+            hidden |= {rest[0][1]} if rest else set()
+        want |= {(d, s, pl, parts[s]) for s in parts if s not in hidden}
+        # what subtraction gives: the platform's people minus the shown spaces' people
+        hidden_people = set().union(*(space_people[(d, s, pl)] for s in hidden))
+        disjoint = sum(parts.values()) == len(everyone)
+        if len(everyone) >= k and disjoint:
+            assert len(hidden_people) == 0 or len(hidden_people) >= k, (d, pl, parts)
+    assert by_space == want
+    # diversity: only spaces all of whose rows are shown
+    diversity = rows(ch, "SELECT day, space_id, people FROM teilhabe.daily_space_diversity")
+    for d, s, _ in diversity:
+        assert all(key in shown for key in space_people if key[:2] == (d, s)), (d, s)
+    # cohorts: the day's people minus a shown cohort's active members is 0 or >= k
+    cohort_rows = rows(ch, "SELECT day, cohort, active_users FROM teilhabe.daily_cohort_activity")
+    want_cohorts = set()
+    for d, everyone in day_people.items():
+        for c in ("x", "y"):
+            n = len({p for p in everyone if c in cohorts.get(p, [])})
+            if n >= k and (len(everyone) - n == 0 or len(everyone) - n >= k):
+                want_cohorts.add((d, c, n))
+    assert cohort_rows == want_cohorts
+    # the gauges read these rows (pipeline.ops.readings): nothing beyond the view's
+    figures = readings.newest_day_figures(ch, "teilhabe")
+    if figures.day is not None:
+        assert {(s, pl) for s, pl, _ in figures.spaces} <= {
+            (s, pl) for d, s, pl in shown if d == figures.day
+        }
+
+
+def test_a_space_of_three_beside_its_platform_is_not_given_back(ch: Any) -> None:
+    """Platform 'chat' with a space of 6 people and one of 3 (k = 5): primary suppression alone
+    would show the 6 beside the platform's 9 (daily_active_by_platform), giving the 3 back;
+    the view leaves out both spaces, and the cohort of the 6 (the rest: 3 people)."""
+    set_config(ch, min_group_size=5)
+    t0 = int(DAY0.timestamp() * 1000)
+    facts = []
+    for space, n in (("big", 6), ("small", 3)):
+        for i in range(n):
+            ev = event(f"{space}{i}", "view", t0 + len(facts), f"{space}{i}", "U")
+            facts.append(dict(ev, space_id=space, platform="chat"))
+    directory = {ev["actor_id"]: "U" for ev in facts}
+    cohorts = {p: ["c"] for p in directory if p.startswith("big")}
+    load(ch, facts, directory, cohorts)
+    platform = rows(ch, "SELECT platform, active_users FROM teilhabe.daily_active_by_platform")
+    assert platform == {("chat", 9)}
+    assert rows(ch, "SELECT space_id FROM teilhabe.daily_active_by_space") == set()
+    assert rows(ch, "SELECT space_id FROM teilhabe.daily_space_diversity") == set()
+    assert rows(ch, "SELECT cohort FROM teilhabe.daily_cohort_activity") == set()
+    set_config(ch, min_group_size=3)  # every part has k people: all shown
+    assert rows(ch, "SELECT space_id FROM teilhabe.daily_active_by_space") == {("big",), ("small",)}
+    assert rows(ch, "SELECT cohort FROM teilhabe.daily_cohort_activity") == {("c",)}
