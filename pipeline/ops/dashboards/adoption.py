@@ -123,7 +123,9 @@ def adoption() -> dict[str, Any]:
         .title("Busiest spaces (newest day)")
         .description(
             "Distinct active people in the busiest spaces on the newest day of the facts "
-            "(teilhabe_space_active_users; spaces below k left out)."
+            "(teilhabe_space_active_users; spaces below k left out, and the smallest shown "
+            "space of a platform too where the platform's people minus its shown spaces "
+            "would leave 1 to k - 1 people: secondary suppression, docs/privacy.md)."
         )
         .datasource(PROMETHEUS)
         .with_target(
