@@ -157,8 +157,9 @@ class DayFigures:
 def newest_day_figures(client: Client, db: str) -> DayFigures:
     """Cross-silo, participation, ideation, space and platform figures of the newest day
     (the views leave out groups below k, and where a total stands beside its parts, as the
-    org's E-I row beside the units', the parts a subtraction would give back: secondary
-    suppression, ``pipeline.metrics.suppression``; spaces and platforms are capped)."""
+    org's E-I row beside the units' or a platform's people beside its spaces', the parts a
+    subtraction would give back: secondary suppression, ``pipeline.metrics.suppression``;
+    spaces and platforms are capped, and a cap drops only shown groups of k or more)."""
     # duplicates cannot change the newest day: no FINAL (a merge of the whole table)
     day = client.query(f"SELECT max(day) FROM {db}.events").result_rows[0][0]
     if day is None or day.year < 1971:  # no facts yet
