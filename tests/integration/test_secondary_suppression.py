@@ -332,7 +332,7 @@ def test_a_space_of_three_beside_its_platform_is_not_given_back(ch: Any) -> None
     the view leaves out both spaces, and the cohort of the 6 (the rest: 3 people)."""
     set_config(ch, min_group_size=5)
     t0 = int(DAY0.timestamp() * 1000)
-    facts = []
+    facts: list[dict[str, Any]] = []
     for space, n in (("big", 6), ("small", 3)):
         for i in range(n):
             ev = event(f"{space}{i}", "view", t0 + len(facts), f"{space}{i}", "U")
