@@ -13,9 +13,11 @@ import orjson
 import typer
 
 from pipeline.cli import privacy
+from pipeline.cli.common import cli_failure as _fail
+from pipeline.cli.common import cli_settings as _settings
 from pipeline.cli.grafana import grafana_app
 from pipeline.errors import TeilhabeError
-from pipeline.settings import Settings, load_settings, write_key_file
+from pipeline.settings import Settings, write_key_file
 
 app = typer.Typer(
     help="Teilhabe: live participation and cross-silo collaboration metrics.",
@@ -23,19 +25,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except TeilhabeError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.secho(f"error: {exc}", fg="red", err=True)
-    return typer.Exit(1)
 
 
 @app.command()

@@ -11,21 +11,10 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from pipeline.cli.common import cli_failure as _fail
+from pipeline.cli.common import cli_settings as _settings
 from pipeline.errors import TeilhabeError
-from pipeline.settings import Settings, load_settings
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except TeilhabeError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.secho(f"error: {exc}", fg="red", err=True)
-    return typer.Exit(1)
+from pipeline.settings import Settings
 
 
 @contextmanager
