@@ -12,27 +12,15 @@ import pytest
 
 from pipeline.settings import Settings
 from pipeline.sinks.access import AGGREGATE_VIEWS, INTERNAL, PERSON_LEVEL
-from pipeline.sinks.migrate import migration_files, split_statements
+from tests.unit.test_access import relations
 
 PRIVACY_MD = Path(__file__).resolve().parents[2] / "docs" / "privacy.md"
-_CREATE = re.compile(
-    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:VIEW|TABLE|MATERIALIZED\s+VIEW|DICTIONARY)\s+"
-    r"(?:IF\s+NOT\s+EXISTS\s+)?\{db\}\.`?(\w+)`?",
-    re.I,
-)
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 
 
 def created_relations() -> set[str]:
-    """Every table and view a migration creates, plus ``schema_migrations`` (created by
-    pipeline/sinks/migrate.py itself)."""
-    out = {"schema_migrations"}
-    for migration in migration_files():
-        for statement in split_statements(migration.text):
-            m = _CREATE.match(_COMMENT.sub("", statement))
-            if m:
-                out.add(m.group(1))
-    return out
+    """Every table and view a migration creates (read as ``tests/unit/test_access.py`` reads
+    them), plus ``schema_migrations`` (created by pipeline/sinks/migrate.py itself)."""
+    return set(relations()) | {"schema_migrations"}
 
 
 def topics() -> dict[str, str]:
