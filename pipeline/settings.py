@@ -205,6 +205,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Contributions in a day that make a heavy contributor (participation_pyramid).",
     )
+    timezone: str = Field(
+        "UTC",
+        description="IANA time zone (e.g. Europe/Berlin) whose midnight ends a day: the day of "
+        "every daily view, gauge and the report.",
+    )
 
     # --- Exposition ------------------------------------------------------------------------
     fact_gauges_interval_s: float = Field(
@@ -313,6 +318,19 @@ class Settings(BaseSettings):
                 "must not contain a password (it would show wherever the DSN is shown); put it "
                 "in TEILHABE_CLICKHOUSE_PASSWORD or TEILHABE_CLICKHOUSE_PASSWORD_FILE"
             )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin or UTC"
+            ) from None
         return value
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import orjson
 import typer
 
-from pipeline.cli import privacy
+from pipeline.cli import privacy, report
 from pipeline.cli.common import cli_failure as _fail
 from pipeline.cli.common import cli_settings as _settings
 from pipeline.cli.grafana import grafana_app
@@ -365,6 +365,7 @@ def directory_import(
 
 app.command()(privacy.forget)
 app.command("export-person")(privacy.export_person)
+app.command()(report.report)
 
 
 @app.command()
