@@ -16,6 +16,10 @@ each table whose migrations give it a ``TTL <expr> + INTERVAL {ttl_days} DAY`` g
 ``ALTER TABLE ... MODIFY TTL`` when the TTL in force (``system.tables.engine_full``) differs
 (``apply_retention``). Lowering it deletes the rows now past it; raising it keeps the rows still
 there, but rows already deleted do not come back.
+
+Days follow ``TEILHABE_TIMEZONE`` the same way (``apply_timezone``): the ``day`` column of
+``{db}.events``, which every daily view reads, is cut at midnight of that zone; a change is
+applied to the rows already there (docs/metrics.md, "Days and the time zone").
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -30,6 +35,7 @@ from importlib.abc import Traversable
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from pipeline.contract.events import CONTRIBUTION_TYPES, INTERACTION_TYPES
 from pipeline.errors import ConfigError
@@ -65,6 +71,13 @@ _TTL_TEMPLATE_RE = re.compile(r"\bTTL\s+(.+?)\s*\+\s*INTERVAL\s+\{ttl_days\}\s+D
 #: The TTL in force as ``system.tables.engine_full`` shows it: ``TTL <expr> + toIntervalDay(N)``.
 _TTL_IN_FORCE_RE = re.compile(r"\bTTL\s+(.+?)\s*\+\s*toIntervalDay\((\d+)\)", re.S)
 _COMMENT_RE = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+#: ``events.day`` as ``system.columns.default_expression`` shows it (spaces removed): the zone
+#: of the time and, when given, the zone ``toDate`` cuts the day in.
+_DAY_EXPR_RE = re.compile(
+    r"toDate\(fromUnixTimestamp64Milli\(ts_ms,'([^'\\]+)'\)(?:,'([^'\\]+)')?\)"
+)
+#: An IANA zone name as an SQL literal may hold: letters, digits, ``_+-`` and ``/`` between.
+_ZONE_RE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
 
 log = logging.getLogger("teilhabe.migrate")
 
@@ -250,16 +263,107 @@ def apply_retention(
     return changes
 
 
+def zone_literal(zone: str) -> str:
+    """``'Europe/Berlin'``: a zone name as an SQL string literal; ConfigError for any name with
+    a character outside ``_ZONE_RE`` (an IANA name never has one, so nothing needs escaping)."""
+    if not _ZONE_RE.fullmatch(zone):
+        raise ConfigError(f"TEILHABE_TIMEZONE={zone!r} is not an IANA time zone name")
+    return f"'{zone}'"
+
+
+def day_expression(zone: str) -> str:
+    """The ``day`` column's expression: the event's date at ``zone``."""
+    return f"toDate(fromUnixTimestamp64Milli(ts_ms, 'UTC'), {zone_literal(zone)})"
+
+
+def day_zone(expression: str) -> str | None:
+    """The zone ``events.day`` is cut in by ``expression`` (its default_expression), or None
+    when it is not the form ``day_expression`` writes (or 001_core.sql's, which is UTC)."""
+    found = _DAY_EXPR_RE.fullmatch("".join(expression.split()))
+    return None if found is None else (found.group(2) or found.group(1))
+
+
+def config_value(client: Client, database: str, key: str) -> str | None:
+    """The value of ``key`` in ``{db}.config`` (None when absent)."""
+    rows = client.query(
+        f"SELECT value FROM `{database}`.config FINAL WHERE key = {{key:String}}",
+        parameters={"key": key},
+    ).result_rows
+    return str(rows[0][0]) if rows else None
+
+
+@dataclass(frozen=True)
+class TimezoneChange:
+    """``events.day`` brought to ``TEILHABE_TIMEZONE``; the rows there were cut again."""
+
+    before: str | None  # the zone the column's expression had (None: not recognised)
+    after: str
+    seconds: float  # the time the rows took to be cut again
+
+
+def apply_timezone(client: Client, settings: Settings) -> TimezoneChange | None:
+    """Cut the days of ``{db}.events`` at midnight of ``TEILHABE_TIMEZONE``; None when they are.
+
+    ``day`` is ``MATERIALIZED``, so its value is stored in every part: changing the expression
+    (``MODIFY COLUMN``) changes new rows only, and ``MATERIALIZE COLUMN`` (a mutation, awaited:
+    ``mutations_sync``) computes it again for the rows there, the late and duplicate copies
+    too, so the views' FINAL reads see the new days. The zone the stored rows were last cut in
+    is ``{db}.config`` key ``timezone`` (UTC before there was one): if a run stopped between
+    the two statements, the next one cuts the rows again. The sort, partition and TTL keys
+    stay on UTC days (docs/metrics.md)."""
+    db, zone = settings.clickhouse_database, settings.timezone
+    literal = zone_literal(zone)
+    rows = client.query(
+        "SELECT default_expression FROM system.columns "
+        "WHERE database = {db:String} AND table = 'events' AND name = 'day'",
+        parameters={"db": db},
+    ).result_rows
+    if not rows:  # no events table (yet)
+        return None
+    before = day_zone(str(rows[0][0]))
+    has_config = client.command(f"EXISTS TABLE `{db}`.config") == 1
+    cut = (config_value(client, db, "timezone") if has_config else None) or "UTC"
+    if before == zone and cut == zone:
+        return None
+    try:  # ClickHouse has its own zone data: a name it lacks fails here, not in a view
+        client.query(f"SELECT toDateTime(0, {literal})")
+    except DatabaseError as exc:
+        raise ConfigError(
+            f"TEILHABE_TIMEZONE={zone}: ClickHouse does not know this time zone ({exc})"
+        ) from None
+    started = time.monotonic()
+    if before != zone:
+        client.command(
+            f"ALTER TABLE `{db}`.events MODIFY COLUMN day Date MATERIALIZED {day_expression(zone)}"
+        )
+    client.command(
+        f"ALTER TABLE `{db}`.events MATERIALIZE COLUMN day", settings={"mutations_sync": 2}
+    )
+    if has_config:
+        client.insert(f"`{db}`.config", [("timezone", zone)], column_names=("key", "value"))
+    change = TimezoneChange(before, zone, time.monotonic() - started)
+    log.warning(
+        "days of %s.events now end at midnight %s (TEILHABE_TIMEZONE), before %s; "
+        "the rows there were cut again in %.1f s",
+        db,
+        zone,
+        before if before == cut else f"{before or 'an unknown expression'} (rows cut in {cut})",
+        change.seconds,
+    )
+    return change
+
+
 def migrate(client: Client, settings: Settings, migrations_dir: Path | None = None) -> list[str]:
     """Apply pending migrations in version order; return the file names applied (idempotent).
 
     Raises ConfigError when an applied migration's file changed (its checksum differs) and
     lets ClickHouse errors of a failing statement through (nothing recorded for that file).
-    Then the facts TTLs follow ``TEILHABE_FACTS_TTL_DAYS`` (``apply_retention``, logged when
-    changed). Afterwards the settings the views read (TEILHABE_MIN_GROUP_SIZE,
-    TEILHABE_RESPONSE_TARGET_H, TEILHABE_HEAVY_CONTRIBUTIONS, ..., and the window's grace
-    TEILHABE_GRACE_S, with which the engagement gauges tell which windows every partition has
-    closed) are written to ``{db}.config`` when that table exists.
+    Then the facts TTLs follow ``TEILHABE_FACTS_TTL_DAYS`` (``apply_retention``) and the days
+    TEILHABE_TIMEZONE (``apply_timezone``), each logged when changed. Afterwards the settings
+    the views read (TEILHABE_MIN_GROUP_SIZE, TEILHABE_RESPONSE_TARGET_H,
+    TEILHABE_HEAVY_CONTRIBUTIONS, ..., the window's grace TEILHABE_GRACE_S, with which the
+    engagement gauges tell which windows every partition has closed, and TEILHABE_TIMEZONE,
+    for readers that state the days' zone) are written to ``{db}.config`` when it exists.
     """
     db = settings.clickhouse_database
     files = migration_files(migrations_dir)
@@ -284,14 +388,16 @@ def migrate(client: Client, settings: Settings, migrations_dir: Path | None = No
         )
         applied.append(mig.name)
     apply_retention(client, settings, files)
+    apply_timezone(client, settings)
     if client.command(f"EXISTS TABLE `{db}`.config") == 1:
-        values: dict[str, int | float] = {
+        values: dict[str, int | float | str] = {
             "min_group_size": settings.min_group_size,
             "response_target_h": settings.response_target_h,
             "heavy_contributions": settings.heavy_contributions,
             "boundary_spanner_units": settings.boundary_spanner_units,
             "persona_ratio": settings.persona_ratio,
             "grace_s": settings.grace_s,
+            "timezone": settings.timezone,
         }
         client.insert(
             f"`{db}`.config",
