@@ -52,6 +52,22 @@ def test_invalid_value_names_the_variable(
     assert var in str(err.value) and value in str(err.value)
 
 
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "Europe/Berlin'; DROP TABLE x; --", "../etc"])
+def test_unknown_time_zone_stops_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, zone: str
+) -> None:
+    monkeypatch.setenv("TEILHABE_TIMEZONE", zone)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "TEILHABE_TIMEZONE" in str(err.value) and "IANA" in str(err.value)
+
+
+def test_time_zone_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().timezone == "UTC"
+    monkeypatch.setenv("TEILHABE_TIMEZONE", "Europe/Berlin")
+    assert load_settings().timezone == "Europe/Berlin"
+
+
 def test_worker_refuses_to_start_without_a_key_outside_the_demo() -> None:
     with pytest.raises(ConfigError, match="TEILHABE_PSEUDONYM_KEY_FILE"):
         load_settings().read_pseudonym_key()
