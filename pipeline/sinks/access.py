@@ -28,6 +28,7 @@ AGGREGATE_VIEWS: tuple[str, ...] = (
     "daily_silo_matrix",
     "daily_ei_index",
     "daily_response",
+    "daily_response_by_space",
     "participation_pyramid",
     "daily_baseline_ratio",
     "daily_stickiness",
