@@ -113,9 +113,10 @@ class Settings(BaseSettings):
 
     # --- ClickHouse ------------------------------------------------------------------------
     clickhouse_dsn: str = Field(
-        "chdb://./var/clickhouse",
-        description="ClickHouse DSN. chdb://DIR = embedded chDB (served over HTTP on loopback "
-        "by one process); http(s)://user@host:port = a ClickHouse server (the database is "
+        "chdb://",
+        description="ClickHouse DSN. chdb:// = embedded chDB in TEILHABE_DATA_DIR/clickhouse, "
+        "chdb://DIR = in DIR (served over HTTP on loopback by one process); "
+        "http(s)://user@host:port = a ClickHouse server (the database is "
         "TEILHABE_CLICKHOUSE_DATABASE, created when missing).",
     )
     clickhouse_password: SecretStr | None = Field(
@@ -385,30 +386,44 @@ class Settings(BaseSettings):
         return ""
 
     def read_pseudonym_key(self) -> bytes:
-        """The HMAC key; in demo mode one is created under ``data_dir`` if none is configured.
+        """The HMAC key: TEILHABE_PSEUDONYM_KEY, else TEILHABE_PSEUDONYM_KEY_FILE, else
+        ``data_dir/pseudonym.key`` when it exists (``teilhabe keygen --data-dir DIR`` writes
+        it); in demo mode that file is created if missing.
 
         Raises ConfigError (naming the variables) when no key is available, or when the key file
         can be read by others than its owner.
         """
+        own = default_key_path(self.data_dir)
         if self.pseudonym_key is not None:
             key = self.pseudonym_key.get_secret_value().encode()
         elif self.pseudonym_key_file is not None:
             key = read_private_file(self.pseudonym_key_file, "TEILHABE_PSEUDONYM_KEY_FILE")
-        elif self.demo:
-            key = read_private_file(ensure_demo_key(self.data_dir), "TEILHABE_PSEUDONYM_KEY_FILE")
+        elif own.exists() or self.demo:
+            key = read_private_file(ensure_demo_key(self.data_dir), "TEILHABE_DATA_DIR")
         else:
             raise ConfigError(
-                "no pseudonymisation key: set TEILHABE_PSEUDONYM_KEY_FILE (a file readable by its "
-                "owner only) or TEILHABE_PSEUDONYM_KEY; `teilhabe keygen FILE` creates one"
+                f"no pseudonymisation key: none in {own} (TEILHABE_DATA_DIR), and neither "
+                "TEILHABE_PSEUDONYM_KEY_FILE (a file readable by its owner only) nor "
+                f"TEILHABE_PSEUDONYM_KEY is set; `teilhabe keygen --data-dir {self.data_dir}` "
+                "creates one"
             )
         if len(key) < 16:
             raise ConfigError("the pseudonymisation key must be at least 16 bytes long")
         return key
 
 
+#: The key's file name under TEILHABE_DATA_DIR (``teilhabe keygen``'s default, the demo's key).
+KEY_FILE_NAME = "pseudonym.key"
+
+
+def default_key_path(data_dir: Path) -> Path:
+    """``data_dir/pseudonym.key``: used when no key is configured."""
+    return data_dir / KEY_FILE_NAME
+
+
 def ensure_demo_key(data_dir: Path) -> Path:
     """Create ``data_dir/pseudonym.key`` (mode 0600) unless it exists; return its path."""
-    path = data_dir / "pseudonym.key"
+    path = default_key_path(data_dir)
     if not path.exists():
         write_key_file(path)
     return path

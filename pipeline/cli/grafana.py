@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.cli.common import DataDirOption, cli_settings
 from pipeline.errors import TeilhabeError
 
 DASHBOARDS_SUBDIR = Path("deploy") / "grafana" / "dashboards"
@@ -34,8 +35,10 @@ def generate(
         Path | None,
         typer.Option("--out", help="Directory for <uid>.json (default: deploy/grafana/dashboards)"),
     ] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Write the Teilhabe dashboards as Grafana JSON (one <uid>.json each)."""
+    del data_dir  # accepted like on every command; the dashboards depend on no local state
     from pipeline.ops.dashboards.output import generate as write_dashboards
 
     for path in write_dashboards(out or default_dashboards_dir()):
@@ -51,16 +54,12 @@ def push(
         ),
     ] = None,
     folder: Annotated[str, typer.Option("--folder", help="Grafana folder")] = "Teilhabe",
+    data_dir: DataDirOption = None,
 ) -> None:
     """Create or update the datasources and upload the dashboards to TEILHABE_GRAFANA_URL."""
     from pipeline.ops.grafana import push as push_to_grafana
-    from pipeline.settings import load_settings
 
-    try:
-        settings = load_settings()
-    except TeilhabeError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
+    settings = cli_settings(data_dir)
     try:
         report = push_to_grafana(settings, dashboards or default_dashboards_dir(), folder)
     except TeilhabeError as exc:

@@ -1,23 +1,23 @@
-"""The ``teilhabe`` command line: demo, worker, generate, produce, backfill, query, migrate."""
+"""The ``teilhabe`` command line: demo, worker, query, migrate, keygen, config (generate, produce,
+backfill and import are in ``pipeline.cli.data``); ``--data-dir`` on every command."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-import orjson
 import typer
 
-from pipeline.cli import privacy, report
+from pipeline.cli import data, privacy, report
+from pipeline.cli.common import DataDirOption
 from pipeline.cli.common import cli_failure as _fail
 from pipeline.cli.common import cli_settings as _settings
 from pipeline.cli.grafana import grafana_app
 from pipeline.errors import TeilhabeError
-from pipeline.settings import Settings, write_key_file
+from pipeline.settings import Settings, default_key_path, write_key_file
 
 app = typer.Typer(
     help="Teilhabe: live participation and cross-silo collaboration metrics.",
@@ -28,24 +28,24 @@ app = typer.Typer(
 
 
 @app.command()
-def worker() -> None:
+def worker(data_dir: DataDirOption = None) -> None:
     """Run a stream worker (embedded broker and ClickHouse unless configured)."""
     from pipeline.cli.worker import run_worker
 
     try:
-        run_worker(_settings())
+        run_worker(_settings(data_dir))
     except TeilhabeError as exc:
         raise _fail(exc) from None
 
 
 @app.command()
-def migrate() -> None:
+def migrate(data_dir: DataDirOption = None) -> None:
     """Apply the ClickHouse migrations in schemas/clickhouse/ (idempotent)."""
     from pipeline.dev.clickhouse import ensure_embedded_server
     from pipeline.sinks.clickhouse import get_client
     from pipeline.sinks.migrate import migrate as run_migrate
 
-    s = _settings()
+    s = _settings(data_dir)
     try:
         server = ensure_embedded_server(s) if s.embedded_clickhouse else None
         try:
@@ -62,6 +62,7 @@ def migrate() -> None:
 def query(
     sql: Annotated[str, typer.Argument(help="SQL to run, e.g. 'SELECT * FROM engagement_windows'")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv")] = "table",
+    data_dir: DataDirOption = None,
 ) -> None:
     """Run SQL against the configured ClickHouse and print the result."""
     from pipeline.dev.clickhouse import ensure_embedded_server
@@ -70,7 +71,7 @@ def query(
     if fmt not in ("table", "json", "csv"):
         typer.secho(f"--format must be table, json or csv, got {fmt!r}", fg="red", err=True)
         raise typer.Exit(2)
-    s = _settings()
+    s = _settings(data_dir)
     try:
         server = ensure_embedded_server(s) if s.embedded_clickhouse else None
         try:
@@ -88,260 +89,33 @@ def query(
 
 @app.command()
 def keygen(
-    path: Annotated[Path, typer.Argument(help="Where to write the key (mode 0600)")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Where to write the key (mode 0600; default: pseudonym.key in the data dir, "
+            "where every command finds it)"
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Create a pseudonymisation key file readable by its owner only."""
-    if path.exists():
-        typer.secho(f"{path} exists; refusing to overwrite a key", fg="red", err=True)
+    s = _settings(data_dir)
+    own = default_key_path(s.data_dir)
+    target = path or own
+    if target.exists():
+        typer.secho(f"{target} exists; refusing to overwrite a key", fg="red", err=True)
         raise typer.Exit(2)
-    write_key_file(path)
-    typer.echo(f"wrote {path}; set TEILHABE_PSEUDONYM_KEY_FILE={path}")
+    write_key_file(target)
+    if path is None or target.resolve() == own.resolve():
+        typer.echo(f"wrote {target}; commands with --data-dir {s.data_dir} use it")
+    else:
+        typer.echo(f"wrote {target}; set TEILHABE_PSEUDONYM_KEY_FILE={target}")
 
 
-@app.command()
-def generate(
-    out: Annotated[Path | None, typer.Option(help="Write events as JSON lines here")] = None,
-    directory_out: Annotated[
-        Path | None,
-        typer.Option("--directory-out", help="Directory JSON lines (default: beside --out)"),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same organisation)")] = 42,
-    days: Annotated[float, typer.Option(help="Days of history to generate")] = 7.0,
-    start: Annotated[
-        str | None, typer.Option(help="First day, RFC 3339 (default: DAYS before now)")
-    ] = None,
-    silo_strength: Annotated[float, typer.Option(help="P(interaction stays in own unit)")] = 0.7,
-    drop_unit: Annotated[str | None, typer.Option(help="Unit whose activity drops")] = None,
-    drop_from: Annotated[str | None, typer.Option(help="When the drop starts (RFC 3339)")] = None,
-    drop_factor: Annotated[float, typer.Option(help="Activity multiplier after the drop")] = 0.3,
-    live: Annotated[bool, typer.Option(help="Produce live events (now) to Kafka, endless")] = False,
-    rate: Annotated[
-        float, typer.Option(help="Events/s for --live (0 = as fast as possible)")
-    ] = 50.0,
-    people: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Headcount of the organisation (default 395), split over the units in the "
-            "default proportions, e.g. 100000; about 10 events per person and day",
-        ),
-    ] = None,
-    units: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Number of units (default 6); beyond 6 the default units repeat with a "
-            'number ("Vertrieb 2")',
-        ),
-    ] = None,
-    events: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Stop after this many events (a prefix of the full history; the period "
-            "may end first: raise --days or --people)",
-        ),
-    ] = None,
-    events_per_user_day: Annotated[
-        float, typer.Option(min=0.0, help="Mean events per person and day")
-    ] = 10.0,
-) -> None:
-    """Generate a synthetic organisation: a JSON-lines history, or a live stream to Kafka.
-
-    Large histories stream to the file with bounded memory, e.g. 5M events of 100k people:
-    --people 100000 --days 7 --events 5000000.
-    """
-    from pipeline.dev import generator as gen
-
-    def when(value: str | None) -> datetime | None:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-    begin = when(start) or datetime.fromtimestamp(
-        (datetime.now(UTC).timestamp() // 86400 - days) * 86400, tz=UTC
-    )
-    org_units = gen.DEFAULT_UNITS  # scaled only when asked: same options, same output
-    if people is not None or units is not None:
-        try:
-            org_units = gen.scaled_units(people or sum(n for _, n in org_units), units)
-        except ValueError as exc:
-            raise _fail(exc) from None
-    spec = gen.OrgSpec(
-        seed=seed,
-        start=begin,
-        days=days,
-        silo_strength=silo_strength,
-        drop_unit=drop_unit,
-        drop_from=when(drop_from),
-        drop_factor=drop_factor,
-        events_per_user_day=events_per_user_day,
-        units=org_units,
-    )
-    org = gen.Organisation(spec)
-    s = _settings()
-    if live:
-        from pipeline.contract.pseudonym import Pseudonymiser
-        from pipeline.sources.producer import (
-            produce_directory,
-            produce_events,
-            producer_for,
-            record_limits,
-        )
-
-        if s.embedded_broker:
-            typer.secho("--live needs TEILHABE_KAFKA_BOOTSTRAP (make demo sets it)", err=True)
-            raise typer.Exit(2)
-        producer = producer_for(s)
-        produce_directory(
-            producer,
-            s.topic_directory,
-            org.directory_records(),
-            Pseudonymiser(s.read_pseudonym_key()),
-            **record_limits(s),
-        )
-        lines = (orjson.dumps(ev) for ev in gen.live_events(org, rate or 1e9))
-        produce_events(
-            producer,
-            s.topic_events,
-            lines,
-            envelope_size=50,
-            rate_per_s=rate or None,
-            **record_limits(s),
-        )
-        return
-    if out is None:
-        typer.secho("give --out FILE.jsonl (or --live)", fg="red", err=True)
-        raise typer.Exit(2)
-    directory_out = directory_out or out.with_name(out.stem + ".directory.jsonl")
-    n_events, n_people = gen.write_jsonl(org, out, directory_out, limit=events)
-    typer.echo(f"wrote {n_events} events to {out} and {n_people} people to {directory_out}")
-    if events is not None and n_events < events:
-        typer.secho(
-            f"the period ended after {n_events} of {events} events: raise --days or --people",
-            fg="yellow",
-            err=True,
-        )
-
-
-@app.command()
-def produce(
-    file: Annotated[Path, typer.Argument(help="JSON-lines file of contract v1 events")],
-    directory: Annotated[
-        Path | None, typer.Option(help="Directory JSON lines to send first")
-    ] = None,
-    envelope_size: Annotated[int, typer.Option(help="Events per Kafka message")] = 500,
-    no_envelope: Annotated[
-        bool, typer.Option("--no-envelope", help="One event per message")
-    ] = False,
-    rate: Annotated[float, typer.Option(help="Events/s (0 = as fast as possible)")] = 0.0,
-    end_of_input: Annotated[
-        bool,
-        typer.Option(
-            "--end-of-input",
-            help="After the file, mark the end of the input on every partition: workers "
-            "then close all windows (bounded input; later events count as late)",
-        ),
-    ] = False,
-) -> None:
-    """Send a JSON-lines file to the events topic (batched into envelopes)."""
-    from pipeline.sources.producer import (
-        produce_directory_file,
-        produce_end_of_input,
-        produce_events,
-        producer_for,
-        read_jsonl,
-        record_limits,
-    )
-
-    s = _settings()
-    if s.embedded_broker:
-        typer.secho(
-            "produce needs TEILHABE_KAFKA_BOOTSTRAP; to run the whole pipeline over a file "
-            "on the embedded broker use: teilhabe backfill FILE",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
-    producer = producer_for(s)
-    if directory is not None:
-        n = produce_directory_file(producer, s, directory)
-        typer.echo(f"directory: {n} people")
-    n = produce_events(
-        producer,
-        s.topic_events,
-        read_jsonl(file),
-        envelope_size=1 if no_envelope else envelope_size,
-        rate_per_s=rate or None,
-        **record_limits(s),
-    )
-    typer.echo(f"sent {n} events to {s.topic_events}")
-    if end_of_input:
-        parts = produce_end_of_input(producer, s.topic_events)
-        typer.echo(f"end of input marked on {parts} partitions")
-
-
-@app.command()
-def backfill(
-    file: Annotated[Path, typer.Argument(help="JSON-lines file of contract v1 events")],
-    directory: Annotated[Path | None, typer.Option(help="Directory JSON lines")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds")] = 3600.0,
-) -> None:
-    """Run the whole pipeline over a file and exit when everything is in ClickHouse."""
-    from pipeline.dev.backfill import run_backfill
-
-    s = _settings()
-    try:
-        run_backfill(s, file, directory, workers=workers, timeout_s=timeout)
-    except (TeilhabeError, TimeoutError, RuntimeError) as exc:
-        raise _fail(exc) from None
-
-
-@app.command("import")
-def import_(
-    fmt: Annotated[
-        str,
-        typer.Argument(metavar="FORMAT", help="slack, mattermost, viva-engage, mbox or perceval"),
-    ],
-    source: Annotated[Path, typer.Argument(help="The export: ZIP, directory, .mbox or JSON lines")],
-    backfill: Annotated[
-        bool, typer.Option(help="Run the whole pipeline here and exit when all is in ClickHouse")
-    ] = False,
-    directory: Annotated[
-        Path | None, typer.Option(help="People CSV sent before the events (see directory import)")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Only write the events (RAW ids!) to this JSON-lines file")
-    ] = None,
-    end_of_input: Annotated[
-        bool, typer.Option(help="Mark the end of this bounded input (workers in end_of_input mode)")
-    ] = False,
-    identify_by: Annotated[
-        PersonKey | None,
-        typer.Option(help="slack, mattermost: identify people by e-mail (default) or platform id"),
-    ] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes for --backfill")] = 1,
-    timeout: Annotated[float, typer.Option(help="Give up a --backfill after this many s")] = 3600.0,
-) -> None:
-    """Import a platform's export: to the configured Kafka, or --backfill through the pipeline."""
-    from pipeline.dev.backfill import run_bounded
-    from pipeline.sources.importer import run_import
-
-    s = _settings()
-    try:
-        run_import(
-            s,
-            fmt,
-            source,
-            backfill=run_bounded if backfill else None,
-            end_of_input=end_of_input,
-            out=out,
-            people_csv=directory,
-            person_key=identify_by,
-            workers=workers,
-            timeout_s=timeout,
-        )
-    except (TeilhabeError, TimeoutError, RuntimeError) as exc:
-        raise _fail(exc) from None
+app.command()(data.generate)
+app.command()(data.produce)
+app.command()(data.backfill)
+app.command("import")(data.import_)
 
 
 app.add_typer(grafana_app, name="grafana")
@@ -353,12 +127,13 @@ app.add_typer(directory_app, name="directory")
 @directory_app.command("import")
 def directory_import(
     file: Annotated[Path, typer.Argument(help="CSV: person (or email, user_id), unit, more...")],
+    data_dir: DataDirOption = None,
 ) -> None:
     """Send a people CSV to the directory topic (person keys pseudonymised first)."""
     from pipeline.sources.importer import import_directory
 
     try:
-        import_directory(_settings(), file)
+        import_directory(_settings(data_dir), file)
     except (TeilhabeError, OSError) as exc:
         raise _fail(exc) from None
 
@@ -373,12 +148,13 @@ def demo(
     rate: Annotated[float, typer.Option(help="Events/s of the synthetic organisation")] = 200.0,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
     seconds: Annotated[float, typer.Option(help="Stop after this long (0 = until Ctrl-C)")] = 0.0,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Everything on the embedded default, with a live view; Ctrl-C stops it cleanly."""
     from pipeline.dev.demo import run_demo
 
     os.environ.setdefault("TEILHABE_DEMO", "1")
-    s = _settings(demo=True)
+    s = _settings(data_dir, demo=True)
     try:
         run_demo(s, rate=rate, workers=workers, seconds=seconds)
     except TeilhabeError as exc:
@@ -388,6 +164,7 @@ def demo(
 @app.command("config")
 def show_config(
     markdown: Annotated[bool, typer.Option(help="Print the README's configuration table")] = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Show the effective configuration (secrets hidden) or its documentation table."""
     if markdown:
@@ -396,7 +173,7 @@ def show_config(
             default = field.default if field.default is not None else ""
             typer.echo(f"| `TEILHABE_{name.upper()}` | `{default}` | {field.description} |")
         return
-    s = _settings()
+    s = _settings(data_dir)
     for name, value in s.model_dump().items():
         typer.echo(f"TEILHABE_{name.upper()}={value}")
 
@@ -414,7 +191,6 @@ def main() -> None:
 
 
 FormatName = Literal["table", "json", "csv"]
-PersonKey = Literal["email", "id"]
 
 if __name__ == "__main__":
     main()

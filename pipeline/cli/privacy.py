@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from pipeline.cli.common import DataDirOption
 from pipeline.cli.common import cli_failure as _fail
 from pipeline.cli.common import cli_settings as _settings
 from pipeline.errors import TeilhabeError
@@ -51,6 +52,7 @@ def forget(
         list[str] | None, typer.Argument(help="People as in the directory CSV: e-mail or user id")
     ] = None,
     file: Annotated[Path | None, typer.Option("--file", help="One person a line")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Erase people: their facts, their pseudonym where others interacted with them, their
     directory record; window figures recomputed without them (GDPR Art. 17)."""
@@ -58,7 +60,7 @@ def forget(
     from pipeline.sinks.erasure import forget as erase
     from pipeline.sinks.erasure import send_tombstones
 
-    s = _settings()
+    s = _settings(data_dir)
     try:
         names = read_people(people or [], file)
     except OSError as exc:
@@ -99,13 +101,14 @@ def forget(
 def export_person(
     person: Annotated[str, typer.Argument(help="The person as in the directory CSV")],
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """The pseudonymised facts held about a person, as JSON lines ``{"table", "row"}`` (GDPR
     Art. 15): every row naming them as actor or target, and their directory record."""
     from pipeline.contract.pseudonym import Pseudonymiser
     from pipeline.sinks.erasure import export_person as rows_of
 
-    s = _settings()
+    s = _settings(data_dir)
     try:
         pseudonym = Pseudonymiser(s.read_pseudonym_key())(person)
         with _clickhouse(s) as client:

@@ -45,7 +45,7 @@ def run_worker(settings: Settings) -> None:
     with ExitStack() as stack:
         bootstrap = settings.kafka_bootstrap
         if settings.embedded_broker:
-            broker = stack.enter_context(EmbeddedBroker(settings.data_dir))
+            broker = stack.enter_context(EmbeddedBroker(settings.data_dir / "logs"))
             bootstrap = broker.bootstrap
             log.info("embedded broker bootstrap=%s", bootstrap)
         ensure_topics(bootstrap, settings)

@@ -47,7 +47,7 @@ def wait_for_port(
 class EmbeddedBroker:
     """Runs Tansu on a free loopback port for as long as the context is open.
 
-    >>> with EmbeddedBroker(log_dir=Path("var")) as broker:  # doctest: +SKIP
+    >>> with EmbeddedBroker(log_dir=Path("var/logs")) as broker:  # doctest: +SKIP
     ...     print(broker.bootstrap)
     127.0.0.1:40123
     """

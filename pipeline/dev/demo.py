@@ -56,7 +56,7 @@ def start_generator(stack: DevStack, rate: float) -> subprocess.Popen[bytes]:
 def run_demo(settings: Settings, rate: float, workers: int = 1, seconds: float = 0.0) -> None:
     """Run until Ctrl-C (or ``seconds``), refreshing a compact view of the current window."""
     console = Console()
-    settings.read_pseudonym_key()  # demo mode creates var/pseudonym.key if missing
+    settings.read_pseudonym_key()  # demo mode creates DATA_DIR/pseudonym.key if missing
     env = dict(DEMO_ENV)
     env.setdefault("TEILHABE_WINDOW_S", str(settings.window_s))
     stop = False
