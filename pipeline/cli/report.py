@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipeline.cli.common import DataDirOption, cli_failure, cli_settings
+from pipeline.errors import TeilhabeError
+
+
+def _day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        typer.secho(f"{option} {value!r}: expected YYYY-MM-DD", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 def report(
@@ -26,5 +38,27 @@ def report(
     data_dir: DataDirOption = None,
 ) -> None:
     """Write a self-contained HTML report (plots inline, prints to PDF) of the facts."""
+    from pipeline.dev.clickhouse import ensure_embedded_server
+    from pipeline.report.figures import collect, period
+    from pipeline.report.html import render
+    from pipeline.sinks.clickhouse import get_client
+
+    first_opt, last_opt = _day(date_from, "--from"), _day(date_to, "--to")
     s = cli_settings(data_dir)
-    raise cli_failure(NotImplementedError(f"report to {out} for {s.data_dir} not built yet"))
+    try:
+        server = ensure_embedded_server(s) if s.embedded_clickhouse else None
+        try:
+            client = get_client(s)
+            db = s.clickhouse_database
+            first, last = period(client, db, first_opt, last_opt)
+            if first > last:
+                raise TeilhabeError(f"the period is empty: --from {first} is after --to {last}")
+            data = collect(client, db, first, last, unit or [], s.timezone, datetime.now(UTC))
+            html = render(data)
+        finally:
+            if server is not None:
+                server.__exit__(None, None, None)
+    except TeilhabeError as exc:
+        raise cli_failure(exc) from None
+    out.write_text(html, encoding="utf-8")
+    typer.echo(f"wrote {out} ({first} to {last}, k = {data.k}, {len(html) // 1024} KiB)")
