@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.ops.gauges import (
     refresh_fact_gauges,
     refresh_headcount_gauge,
+    refresh_unanswered_by_space_gauge,
     refresh_unanswered_gauge,
 )
 from pipeline.ops.snapshot import FactGauges
@@ -121,16 +122,25 @@ class LeaderDuties:
 
     def _facts(self) -> None:
         s, sink, metrics = self.rt.settings, self.rt.sink, self.rt.metrics
+        now_ms = int(time.time() * 1000)
         refresh_unanswered_gauge(
             sink.client,
             sink.database,
             metrics,
             s.response_target_h,
             s.unanswered_lookback_days,
-            int(time.time() * 1000),
+            now_ms,
         )
         refresh_fact_gauges(sink.client, sink.database, metrics)
         refresh_headcount_gauge(sink.client, sink.database, metrics)
+        refresh_unanswered_by_space_gauge(
+            sink.client,
+            sink.database,
+            metrics,
+            s.response_target_h,
+            s.unanswered_lookback_days,
+            now_ms,
+        )
 
     async def refresh_facts(self) -> None:
         """Unanswered posts, the newest day's figures and the headcount (leader only)."""

@@ -91,6 +91,7 @@ class PipelineMetrics:
     baseline_ratio: SnapshotGauge
     baseline_events: SnapshotGauge
     unanswered_posts: SnapshotGauge
+    unanswered_by_space: SnapshotGauge
     ei_index: SnapshotGauge
     cross_silo_share: SnapshotGauge
     participation: SnapshotGauge
@@ -255,6 +256,13 @@ class PipelineMetrics:
                 "TEILHABE_RESPONSE_TARGET_H hours without a reply by someone else, by the "
                 "author's unit (k-suppressed by authors)",
                 ["unit"],
+            ),
+            unanswered_by_space=SnapshotGauge(
+                "teilhabe_unanswered_posts_by_space",
+                "The posts of teilhabe_unanswered_posts by the space and platform they were "
+                f"posted in, the {TOP_SPACES} spaces with the most (daily_response_by_space's "
+                "rules: k-suppressed by authors, posts without a space left out)",
+                ["space", "platform"],
             ),
             ei_index=SnapshotGauge(
                 "teilhabe_ei_index",

@@ -58,6 +58,23 @@ def refresh_unanswered_gauge(
     metrics.fact_gauges.publish({metrics.unanswered_posts: [((u,), n) for u, n in rows]})
 
 
+def refresh_unanswered_by_space_gauge(
+    client: Client,
+    db: str,
+    metrics: PipelineMetrics,
+    target_h: int,
+    lookback_days: int,
+    now_ms: int,
+) -> None:
+    """Set ``teilhabe_unanswered_posts_by_space{space,platform}``: the posts of
+    ``teilhabe_unanswered_posts`` per space, suppressed in SQL as ``daily_response_by_space``
+    and capped to the spaces with the most (``readings.unanswered_by_space``)."""
+    rows = readings.unanswered_by_space(client, db, target_h, lookback_days, now_ms)
+    metrics.fact_gauges.publish(
+        {metrics.unanswered_by_space: [((space, platform), n) for space, platform, n in rows]}
+    )
+
+
 def refresh_fact_gauges(client: Client, db: str, metrics: PipelineMetrics) -> None:
     """Set the cross-silo, participation, ideation, space and platform gauges from the newest
     day of the facts (k from ``{db}.config`` as in the views)."""

@@ -142,6 +142,55 @@ def unanswered_by_unit(
     return [(str(unit), int(posts)) for unit, posts in rows]
 
 
+#: The unanswered posts of ``UNANSWERED_SQL`` per space and platform of the post (``''`` when
+#: none), left out as ``daily_response_by_space`` leaves rows out (migration 007): below k
+#: authors, posts without a space, and by secondary suppression against the lookback's
+#: unanswered posts (the units of ``teilhabe_unanswered_posts`` added up: the hidden rows'
+#: authors, counted once, 0 or at least k); then the ``{top}`` spaces with the most.
+UNANSWERED_BY_SPACE_SQL = """
+WITH
+    parts AS
+    (
+        SELECT ifNull(space_id, '') AS space, ifNull(platform, '') AS plat, count() AS posts,
+               uniqExact(author_id) AS authors, groupUniqArray(author_id) AS author_ids,
+               space != '' AND authors >= {k} AS primary_shown
+        FROM {db}.post_first_response
+        WHERE posted_ms BETWEEN {since:Int64} AND {until:Int64} AND first_response_ms IS NULL
+        GROUP BY space, plat
+    ),
+    remainder AS
+    (
+        SELECT uniqExactArrayIf(author_ids, NOT primary_shown) AS hidden_authors,
+               minIf((authors, space, plat), primary_shown) AS smallest
+        FROM parts
+    )
+SELECT space, plat, posts
+FROM parts CROSS JOIN remainder
+WHERE primary_shown
+  AND NOT (hidden_authors > 0 AND hidden_authors < {k} AND (authors, space, plat) = smallest)
+ORDER BY posts DESC, space, plat
+LIMIT {top}
+"""
+
+
+def unanswered_by_space(
+    client: Client, db: str, target_h: int, lookback_days: int, now_ms: int
+) -> list[tuple[str, str, int]]:
+    """(space, platform, posts): the posts of ``unanswered_by_unit`` (same window, same
+    ``post_first_response``) per space and platform they were posted in, k-suppressed by their
+    authors and against differencing as ``daily_response_by_space``, capped to ``TOP_SPACES``
+    (the cap drops only shown rows, of k or more authors)."""
+    sql = UNANSWERED_BY_SPACE_SQL.replace("{k}", K_SQL).replace("{top}", str(TOP_SPACES))
+    rows = client.query(
+        sql.replace("{db}", db),
+        parameters={
+            "since": now_ms - lookback_days * 86_400_000,
+            "until": now_ms - target_h * 3_600_000,
+        },
+    ).result_rows
+    return [(str(space), str(platform), int(posts)) for space, platform, posts in rows]
+
+
 @dataclass
 class DayFigures:
     """The newest day of the facts and its k-suppressed figures, as the views give them."""
