@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from grafana_foundation_sdk.builders import bargauge
 from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import Panel
 
-from pipeline.ops.dashboards.datasources import CLICKHOUSE
+from pipeline.ops.dashboards.datasources import CLICKHOUSE, PROMETHEUS
 from pipeline.ops.dashboards.panels import (
     RUNBOOKS,
     board,
     daily_by_unit,
     live_series,
+    reduce_last,
     series,
     stat_panel,
     table_panel,
@@ -21,15 +24,68 @@ from pipeline.ops.dashboards.panels import (
 from pipeline.ops.dashboards.queries import (
     UNIT_MATCH,
     max_by_unit,
+    prom,
     prom_by_unit,
+    sql,
     sql_totals,
     sql_unit_table,
 )
 
+#: Response per community (space) over the selected period (daily_response_by_space): the
+#: spaces are no units, so the $unit variable does not apply; the busiest 50 rows.
+RESPONSE_BY_SPACE_SQL = """
+SELECT space_id, platform,
+       sum(posts) AS posts,
+       round(sum(answered_within_target) / posts, 3) AS answered_share,
+       round(avgIf(median_first_response_s, NOT isNaN(median_first_response_s)) / 3600, 1)
+           AS median_h,
+       sum(unanswered) AS unanswered
+FROM daily_response_by_space
+WHERE $__dateFilter(day)
+GROUP BY space_id, platform
+ORDER BY unanswered DESC, posts DESC, space_id, platform
+LIMIT 50
+"""
+
+
+def response_by_space() -> list[cogbuilder.Builder[Panel]]:
+    """Per community: the response table of the period and the unanswered posts now."""
+    return [
+        table_panel(
+            "Response by space (selected period)",
+            "Per space and platform: posts, share answered within the target, mean of the "
+            "daily median time to first response (hours), posts not answered at all "
+            "(daily_response_by_space; posts without a space left out, spaces below k authors "
+            "left out, and the smallest shown one of a day too where the day's posts minus "
+            "the shown spaces would leave 1 to k - 1 authors: docs/privacy.md).",
+            sql(RESPONSE_BY_SPACE_SQL),
+        ),
+        bargauge.Panel()
+        .title("Unanswered posts by space (now)")
+        .description(
+            "Posts older than the response target without a reply by someone else, per space "
+            "(teilhabe_unanswered_posts_by_space: the spaces with the most, suppressed as "
+            "daily_response_by_space)."
+        )
+        .datasource(PROMETHEUS)
+        .with_target(
+            prom(
+                "topk(10, max by (space, platform) (teilhabe_unanswered_posts_by_space))",
+                "{{space}} ({{platform}})",
+            )
+        )
+        .reduce_options(reduce_last())
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .min(0)
+        .span(12)
+        .height(9),
+    ]
+
 
 def response_ideation() -> dict[str, Any]:
-    """Are posts answered, do ideas travel: unanswered posts, time to first response, ideation
-    volume and the idea funnel."""
+    """Are posts answered, do ideas travel: unanswered posts, time to first response (per unit
+    and per space), ideation volume and the idea funnel."""
     panels: list[cogbuilder.Builder[Panel]] = [
         stat_panel(
             "Unanswered posts (now)",
@@ -86,6 +142,7 @@ def response_ideation() -> dict[str, Any]:
                 "round(avg(p90_first_response_s) / 3600, 1) AS p90_h",
             ),
         ),
+        *response_by_space(),
         series(
             "Ideation (daily)",
             "Ideas submitted by the selected units and votes and comments on their ideas "
