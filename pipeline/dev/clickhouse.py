@@ -1,8 +1,8 @@
 """The embedded ClickHouse (chDB behind ``pipeline.dev.chserver``) as a child process.
 
 Dev and single-host only: the worker, ``demo`` and ``backfill`` start it when
-``TEILHABE_CLICKHOUSE_DSN`` is ``chdb://DIR``; clients find it through the address file
-(``pipeline.sinks.clickhouse.addr_file``).
+``TEILHABE_CLICKHOUSE_DSN`` is ``chdb://`` (``<data_dir>/clickhouse``) or ``chdb://DIR``; clients
+find it through the address file (``pipeline.sinks.clickhouse.addr_file``).
 """
 
 from __future__ import annotations

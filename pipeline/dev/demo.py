@@ -8,6 +8,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -125,12 +126,14 @@ def view(
         else:
             table.add_row(unit, str(active), str(events), str(contrib))
     total = client.query(f"SELECT count() FROM {db}.events").result_rows[0][0]  # type: ignore[attr-defined]
+    where = "" if settings.data_dir == Path("var") else f"--data-dir {settings.data_dir} "
+    ch = f"chdb://{settings.chdb_path}" if settings.embedded_clickhouse else settings.clickhouse_dsn
     info = Text.from_markup(
-        f"broker [cyan]{stack.bootstrap}[/]  clickhouse [cyan]{settings.clickhouse_dsn}[/]  "
+        f"broker [cyan]{stack.bootstrap}[/]  clickhouse [cyan]{ch}[/]  "
         f"workers alive [cyan]{supervisor.status()}[/]  generator "
         f"[cyan]{'running' if generator.poll() is None else 'stopped'}[/]\n"
         f"metrics {' '.join(stack.worker_metrics_urls()) or '(starting)'}\n"
-        f'events in ClickHouse: [bold]{total}[/]   query: teilhabe query "SELECT * FROM '
+        f'events in ClickHouse: [bold]{total}[/]   query: teilhabe query {where}"SELECT * FROM '
         f'{db}.engagement_windows ORDER BY window_start DESC LIMIT 10"   Ctrl-C stops'
     )
     return Group(info, table)
