@@ -7,8 +7,9 @@ and its view cannot disagree; ``pipeline.ops.gauges`` turns the rows into gauges
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from clickhouse_connect.driver.client import Client
@@ -201,6 +202,13 @@ class DayFigures:
     ideation: list[tuple[str, int, int, int]] = field(default_factory=list)
     spaces: list[tuple[str, str, int]] = field(default_factory=list)  # space, platform, active
     platforms: list[tuple[str, int]] = field(default_factory=list)
+    zone: str = "UTC"  # config 'timezone': days end at its midnight (docs/metrics.md)
+
+    def day_start(self) -> float | None:
+        """Unix time (s) the day begins: its midnight in ``zone``, not in UTC."""
+        if self.day is None:
+            return None
+        return datetime.combine(self.day, time(), ZoneInfo(self.zone)).timestamp()
 
 
 def newest_day_figures(client: Client, db: str) -> DayFigures:
@@ -213,7 +221,8 @@ def newest_day_figures(client: Client, db: str) -> DayFigures:
     day = client.query(f"SELECT max(day) FROM {db}.events").result_rows[0][0]
     if day is None or day.year < 1971:  # no facts yet
         return DayFigures()
-    out = DayFigures(day=day)
+    zone = client.query(f"SELECT any(value) FROM {db}.config FINAL WHERE key = 'timezone'")
+    out = DayFigures(day=day, zone=str(zone.result_rows[0][0] or "UTC"))
     params: dict[str, Any] = {"d": day}
     for unit, ei, share in client.query(
         f"SELECT unit, ei_index, cross_silo_share FROM {db}.daily_ei_index WHERE day = {{d:Date}}",

@@ -92,6 +92,8 @@ def history(seed: int, days: list[date] = DAYS) -> list[dict[str, Any]]:
                 out.append(ev)
                 if rng.random() < 0.15:
                     out.append({**ev, "late": True})
+    # at 23:30 UTC of the last day: in Berlin the newest day is the next one
+    out.append(event(f"{seed}-last", "view", midnight + 23 * HOUR_MS + 1_800_000, "p0", "a"))
     rng.shuffle(out)
     return out
 
@@ -160,8 +162,10 @@ def assert_days_in(client: Any, events: list[dict[str, Any]], zone: str) -> None
     want, got = oracle(events, zone), views(client)
     for name in want:
         assert got[name] == want[name], f"{name} in {zone}: {got[name] ^ want[name]}"
-    newest = readings.newest_day_figures(client, "teilhabe").day
-    assert newest == max(local_day(ev, zone) for ev in events)
+    newest = readings.newest_day_figures(client, "teilhabe")  # the gauges' newest day
+    assert newest.day == max(local_day(ev, zone) for ev in events) and newest.zone == zone
+    start = datetime.combine(newest.day, datetime.min.time(), ZoneInfo(zone))
+    assert newest.day_start() == start.timestamp()  # local midnight
 
 
 def config_zone(client: Any) -> str:
@@ -177,12 +181,19 @@ def test_the_oracle_tells_the_zones_apart() -> None:
     events = history(1)
     berlin, utc = oracle(events, BERLIN), oracle(events, "UTC")
     assert all(berlin[name] != utc[name] for name in berlin)
+    newest = {max(local_day(ev, zone) for ev in events) for zone in (BERLIN, "UTC")}
+    assert newest == {date(2026, 10, 27), date(2026, 10, 28)}
     summer = datetime(2026, 3, 29, 22, 0, tzinfo=UTC)  # 00:00 CEST on 30 March
     assert local_day({"ts": summer.timestamp() * 1000}, BERLIN) == date(2026, 3, 30)
     assert local_day({"ts": summer.timestamp() * 1000 - 1}, BERLIN) == date(2026, 3, 29)
     winter = datetime(2026, 10, 25, 23, 0, tzinfo=UTC)  # 00:00 CET on 26 October
     assert local_day({"ts": winter.timestamp() * 1000}, BERLIN) == date(2026, 10, 26)
     assert local_day({"ts": winter.timestamp() * 1000 - 1}, BERLIN) == date(2026, 10, 25)
+    day = readings.DayFigures(day=date(2026, 10, 26), zone=BERLIN)
+    assert day.day_start() == winter.timestamp()
+    assert readings.DayFigures(day=date(2026, 3, 30), zone=BERLIN).day_start() == (
+        summer.timestamp()
+    )
 
 
 @pytest.mark.parametrize(("zone", "seed"), [(BERLIN, 2), (BERLIN, 3), ("UTC", 4)])
