@@ -97,7 +97,10 @@ def test_keygen_writes_the_data_dirs_key_once(
     assert load_settings(data_dir=tmp_path / "acme").read_pseudonym_key() == first.strip()
 
 
-def test_the_data_dirs_key_is_used_when_none_is_configured(tmp_path: Path) -> None:
+def test_the_data_dirs_key_is_used_when_none_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="teilhabe keygen --data-dir"):
         load_settings(data_dir=tmp_path).read_pseudonym_key()
     write_key_file(tmp_path / "pseudonym.key")
@@ -112,7 +115,10 @@ def test_the_data_dirs_key_is_used_when_none_is_configured(tmp_path: Path) -> No
         load_settings(data_dir=tmp_path).read_pseudonym_key()
 
 
-def test_embedded_clickhouse_lives_in_the_data_dir(tmp_path: Path) -> None:
+def test_embedded_clickhouse_lives_in_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
     assert load_settings(data_dir=tmp_path / "acme").chdb_path == tmp_path / "acme" / "clickhouse"
     assert load_settings().chdb_path == Path("var") / "clickhouse"
     explicit = load_settings(data_dir=tmp_path, clickhouse_dsn="chdb:///srv/ch").chdb_path
