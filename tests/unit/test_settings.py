@@ -68,9 +68,10 @@ def test_time_zone_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().timezone == "Europe/Berlin"
 
 
-def test_worker_refuses_to_start_without_a_key_outside_the_demo() -> None:
+def test_worker_refuses_to_start_without_a_key_outside_the_demo(tmp_path: Path) -> None:
+    # a data dir without pseudonym.key (./var may hold the demo's)
     with pytest.raises(ConfigError, match="TEILHABE_PSEUDONYM_KEY_FILE"):
-        load_settings().read_pseudonym_key()
+        load_settings(data_dir=tmp_path).read_pseudonym_key()
 
 
 def test_demo_creates_an_owner_only_key(tmp_path: Path) -> None:
