@@ -125,12 +125,14 @@ class SortedRuns:
     (the directory is removed at exit).
     """
 
-    def __init__(self, run_size: int = SORT_RUN_EVENTS) -> None:
+    def __init__(self, run_size: int = SORT_RUN_EVENTS, under: Path | None = None) -> None:
         self.run_size = run_size
         self.count = 0
         self._buffer: list[tuple[int, bytes]] = []
         self._runs: list[Path] = []
-        self._tmp = tempfile.TemporaryDirectory(prefix="teilhabe-import-")
+        if under is not None:
+            under.mkdir(parents=True, exist_ok=True)
+        self._tmp = tempfile.TemporaryDirectory(prefix="teilhabe-import-", dir=under)
 
     def __enter__(self) -> SortedRuns:
         return self
@@ -209,7 +211,8 @@ class ImportRun:
         if self.people_csv is not None:
             self.people = list(read_people_csv(self.people_csv))  # checked before any work
         self.ctx = ImportContext()
-        self.sorted = SortedRuns()
+        # the spilled runs (pseudonymised) stay under the data dir, like everything local
+        self.sorted = SortedRuns(under=self.settings.data_dir / "tmp")
 
     def read(self) -> int:
         """Read the whole export with a progress bar (bytes of the source), pseudonymise and
