@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 # Debian's packages for the ops tests: prometheus (the server, promtool), prometheus-alertmanager
 # (the server, amtool) and caddy (the webhook proxy's config check). Tests skip without them.
-OPS_PACKAGES := prometheus:promtool prometheus-alertmanager:amtool caddy:caddy
+OPS_PACKAGES := prometheus:promtool prometheus-alertmanager:amtool caddy:caddy chromium:chromium
 prometheus:
 	@missing=""; for p in $(OPS_PACKAGES); do \
 	  command -v $${p#*:} >/dev/null 2>&1 || missing="$$missing $${p%%:*}"; done; \

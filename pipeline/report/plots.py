@@ -10,6 +10,7 @@ nothing to draw, so labels only ever name groups a view shows.
 from __future__ import annotations
 
 import io
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,7 +66,7 @@ def to_svg(fig: Figure) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg") :]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg[svg.index("<svg") :], flags=re.S)
     return svg.replace("<svg ", '<svg role="img" ', 1)
 
 
@@ -85,6 +86,30 @@ def _date_axis(ax: Any) -> None:
 
     ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=8))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
+
+
+def _cells(ax: Any, grid: list[list[float]], cmap: str, empty: str) -> Any:
+    """A heatmap of vector cells (no embedded raster image), row 0 at the top, log colours;
+    NaN cells (none, or hidden) in ``empty``."""
+    import numpy as np
+
+    values = np.ma.masked_invalid(np.array(grid, dtype=float))
+    rows, cols = values.shape
+    mesh = ax.pcolormesh(
+        np.arange(cols + 1) - 0.5,
+        np.arange(rows + 1) - 0.5,
+        values,
+        cmap=matplotlib.colormaps[cmap].with_extremes(bad=empty),
+        norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(1.0, float(values.max() or 1))),
+        edgecolors="white",
+        linewidth=1.0,
+    )
+    ax.set_facecolor(empty)
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return mesh
 
 
 def adoption_daily(rows: list[dict[str, Any]]) -> str | None:
@@ -200,9 +225,8 @@ def silo_heatmap(rows: list[dict[str, Any]]) -> str | None:
     size = max(4.0, 0.55 * len(units) + 2.5)
     with figure("silo-heatmap", width=size + 1.5, height=size) as fig:
         ax = fig.subplots()
-        cmap = matplotlib.colormaps["Blues"].copy()
-        cmap.set_bad("#f2f2f2")
-        im = ax.imshow(grid, cmap=cmap, norm=matplotlib.colors.LogNorm(vmin=1))
+        im = _cells(ax, grid, "Blues", "#f2f2f2")
+        ax.set_aspect("equal")
         top = max(r["interactions"] for r in rows)
         if len(units) <= 12:
             for r in rows:
@@ -222,7 +246,9 @@ def silo_heatmap(rows: list[dict[str, Any]]) -> str | None:
         ax.set_ylabel("from unit (actor)")
         ax.grid(visible=False)
         ax.set_title("Interactions between units over the period")
-        fig.colorbar(im, ax=ax, shrink=0.7, label="interactions")
+        bar = fig.colorbar(im, ax=ax, shrink=0.7, label="interactions")
+        if bar.solids is not None:
+            bar.solids.set_rasterized(False)  # vector, not an embedded image
         return to_svg(fig)
 
 
@@ -443,9 +469,7 @@ def coverage_heatmap(cells: list[dict[str, Any]], types: list[str]) -> str | Non
         "coverage", width=2.2 + 1.4 * len(platforms), height=0.33 * len(types) + 1.4
     ) as fig:
         ax = fig.subplots()
-        cmap = matplotlib.colormaps["Purples"].copy()
-        cmap.set_bad("#f7f7f7")
-        ax.imshow(grid, cmap=cmap, norm=matplotlib.colors.LogNorm(vmin=1), aspect="auto")
+        _cells(ax, grid, "Purples", "#f7f7f7")
         top = max(c["events"] for c in cells)
         for c in cells:
             v = c["events"]

@@ -82,10 +82,11 @@ def participation(d: ReportData) -> Section:
     pyr = d.tables["participation_pyramid"]
     tot = {c: sum(r[c] for r in pyr) for c in ("observers", "contributors", "heavy_contributors")}
     all_ = sum(tot.values())
+    heavy = int(d.config.get("heavy_contributions", "5") or 5)
     text = [
         "Every active person of a day is an observer (only viewed, reacted, voted or joined), "
-        f"a contributor (1 to {escape(d.config.get('heavy_contributions', '5'))} - 1 "
-        "contributions) or a heavy contributor. Nielsen's participation inequality "
+        f"a contributor (1 to {heavy - 1} contributions that day) or a heavy contributor "
+        f"({heavy} or more). Nielsen's participation inequality "
         '(Nielsen, J. 2006, "Participation Inequality: The 90-9-1 Rule") finds about 90% '
         "observers, 9% contributors and 1% heavy contributors in typical online communities: "
         "more contributors than that means broader participation. Bars count person-days.",
