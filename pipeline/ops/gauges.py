@@ -10,8 +10,6 @@ leader worker calls them (``agents.leader``); on the others the families are emp
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from clickhouse_connect.driver.client import Client
 
 from pipeline.ops import readings
@@ -91,11 +89,9 @@ def refresh_fact_gauges(client: Client, db: str, metrics: PipelineMetrics) -> No
             m.platform_active,
         )
     }
-    day = figures.day
-    if day is not None:  # else the day last shown stays
-        families[m.facts_day] = [
-            ((), datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-        ]
+    start = figures.day_start()  # local midnight in TEILHABE_TIMEZONE (config 'timezone')
+    if start is not None:  # else the day last shown stays
+        families[m.facts_day] = [((), start)]
     for unit, ei, share in figures.ei:
         families[m.ei_index].append(((unit,), ei))
         families[m.cross_silo_share].append(((unit,), share))

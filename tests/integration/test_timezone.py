@@ -19,6 +19,8 @@ import pytest
 from pipeline.contract.events import CONTRIBUTION_TYPES, INTERACTION_TYPES
 from pipeline.errors import ConfigError
 from pipeline.ops import readings
+from pipeline.ops.exporter import PipelineMetrics
+from pipeline.ops.gauges import refresh_fact_gauges
 from pipeline.settings import Settings, load_settings
 from pipeline.sinks.facts import EVENT_COLUMNS, event_row
 from pipeline.sinks.migrate import apply_timezone, day_zone, migrate, zone_literal
@@ -166,6 +168,10 @@ def assert_days_in(client: Any, events: list[dict[str, Any]], zone: str) -> None
     assert newest.day == max(local_day(ev, zone) for ev in events) and newest.zone == zone
     start = datetime.combine(newest.day, datetime.min.time(), ZoneInfo(zone))
     assert newest.day_start() == start.timestamp()  # local midnight
+    metrics = PipelineMetrics.create()  # the gauge Grafana reads
+    refresh_fact_gauges(client, "teilhabe", metrics)
+    gauge = metrics.registry.get_sample_value("teilhabe_facts_day_timestamp_seconds")
+    assert gauge == start.timestamp()
 
 
 def config_zone(client: Any) -> str:
