@@ -35,6 +35,7 @@ ANALYST_VIEWS = (
     "daily_silo_matrix",
     "daily_ei_index",
     "daily_response",
+    "daily_response_by_space",
     "participation_pyramid",
     "daily_stickiness",
     "daily_boundary_spanners",

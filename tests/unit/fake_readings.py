@@ -29,6 +29,7 @@ def data(tag: str) -> dict[str, Any]:
         "window": window,
         "past": [{u: n for u in units}] * 4,
         "unanswered": [(u, n + i, 9) for i, u in enumerate(units)],
+        "unanswered_space": [(f"space-{u}", "chat", n + i) for i, u in enumerate(units)],
         "figures": readings.DayFigures(
             day=date(2026, 3, 2) if a else date(2026, 3, 3),
             ei=[(u, -0.5 + i / 10, 0.1 * (i + 1)) for i, u in enumerate([*units, "*"])],
@@ -57,6 +58,12 @@ class FakeReadings:
             "unanswered_by_unit",
             lambda *a, **k: [r if self.with_authors else r[:2] for r in self.now["unanswered"]],
         )
+        mp.setattr(
+            readings,
+            "unanswered_by_space",
+            lambda *a, **k: self.now["unanswered_space"],
+            raising=False,
+        )
         mp.setattr(readings, "newest_day_figures", lambda *a, **k: self.now["figures"])
         mp.setattr(readings, "unit_headcount", lambda *a, **k: self.now["headcount"], raising=False)
 
@@ -69,6 +76,10 @@ def refreshes(m: PipelineMetrics) -> dict[str, Callable[[], None]]:
         "unanswered": lambda: gauges.refresh_unanswered_gauge(client, "db", m, 48, 14, 0),
         "facts": lambda: gauges.refresh_fact_gauges(client, "db", m),
     }
+    if hasattr(gauges, "refresh_unanswered_by_space_gauge"):
+        out["unanswered_space"] = lambda: gauges.refresh_unanswered_by_space_gauge(
+            client, "db", m, 48, 14, 0
+        )
     if hasattr(gauges, "refresh_headcount_gauge"):
         out["headcount"] = lambda: gauges.refresh_headcount_gauge(client, "db", m)
     return out

@@ -34,6 +34,7 @@ GROUPS = {
         "teilhabe_engagement_baseline_events",
     ),
     "unanswered": ("teilhabe_unanswered_posts",),
+    "unanswered_space": ("teilhabe_unanswered_posts_by_space",),
     "facts": (
         "teilhabe_ei_index",
         "teilhabe_cross_silo_share",
