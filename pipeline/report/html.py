@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 from pipeline.report.figures import ReportData
-from pipeline.report.sections import Section, all_sections
+from pipeline.report.sections import Section, all_sections, glance
 
 CSS = """
 @page { size: A4; margin: 14mm 12mm; }
@@ -28,6 +28,11 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 .meta { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 6px 18px;
   margin: 12px 0 0; color: var(--muted); font-size: 13px; }
 .meta b { color: var(--ink); display: block; font-size: 14px; }
+.glance { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 10px;
+  margin: 16px 0 4px; }
+.tile { background: #eef5fb; border-radius: 8px; padding: 10px 12px; break-inside: avoid; }
+.tile b { display: block; font-size: 24px; color: var(--accent); }
+.tile span { font-size: 12.5px; color: var(--muted); }
 nav ol { columns: 2; margin: 12px 0 0; padding-left: 20px; color: var(--muted); }
 nav a { color: var(--accent); text-decoration: none; }
 section { padding: 22px 0 10px; border-top: 1px solid var(--line); }
@@ -76,6 +81,7 @@ Every figure is about groups of at least k people; smaller groups are left out.<
 <div><b>{generated}</b>generated (UTC)</div>
 <div><b>teilhabe report</b>source: the k-suppressed views</div>
 </div>
+{glance}
 <nav><ol>{toc}</ol></nav>
 </header>
 {sections}
@@ -102,6 +108,14 @@ def section_html(s: Section, k: int) -> str:
         f'<p class="feeds">k = {k}: groups of fewer than {k} people are left out. Fed by: '
         f"{s.feeds}</p></section>"
     )
+
+
+def glance_html(d: ReportData) -> str:
+    """The headline tiles under the title (none when nothing is shown)."""
+    tiles = "".join(
+        f'<div class="tile"><b>{value}</b><span>{label}</span></div>' for value, label in glance(d)
+    )
+    return f'<div class="glance">{tiles}</div>' if tiles else ""
 
 
 def json_payload(d: ReportData) -> dict[str, Any]:
@@ -145,6 +159,7 @@ def render(d: ReportData) -> str:
         timezone=escape(d.timezone),
         k=d.k,
         generated=d.generated_at.strftime("%Y-%m-%d %H:%M"),
+        glance=glance_html(d),
         toc="".join(f'<li><a href="#{s.key}">{escape(s.title)}</a></li>' for s in sections),
         sections="\n".join(section_html(s, d.k) for s in sections),
         data=embed_json(json_payload(d)),

@@ -82,9 +82,11 @@ def _top(values: dict[str, float], n: int) -> list[str]:
 
 
 def _date_axis(ax: Any) -> None:
+    """Whole days on the x axis, about six labels whatever the period's length."""
     import matplotlib.dates as mdates
 
-    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=8))
+    lo, hi = ax.get_xlim()
+    ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, round((hi - lo) / 6))))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
 
 
@@ -486,5 +488,6 @@ def coverage_heatmap(cells: list[dict[str, Any]], types: list[str]) -> str | Non
         ax.xaxis.tick_top()
         ax.set_yticks(range(len(types)), types)
         ax.grid(visible=False)
-        ax.set_title("Events by type and platform (empty: none, or fewer than k people)", pad=22)
+        ax.tick_params(length=0)
+        ax.set_title("Events by type and platform (grey: none, or fewer than k people)", pad=24)
         return to_svg(fig)

@@ -263,15 +263,28 @@ def coverage(d: ReportData) -> Section:
         "What the sources delivered: events per type and platform. A platform without a type "
         "cannot say what that type measures; read the other sections with that in mind.",
     ]
-    for t in cov.absent_types:
-        means = MISSING_MEANS.get(t, "")
-        text.append(f"No <code>{t}</code> events in the period{': ' + means if means else ''}.")
-    for p, seen in sorted(types_by_platform(cov).items()):
-        if "view" not in seen and "view" not in cov.absent_types:
-            text.append(
-                f"{escape(p or '(no platform)')} delivered no <code>view</code> events shown "
-                "here: its readers appear only when they act, so observers are undercounted."
-            )
+    if cov.absent_types:
+        means = [MISSING_MEANS[t] for t in cov.absent_types if t in MISSING_MEANS]
+        text.append(
+            f"No {_types(set(cov.absent_types))} events in the period"
+            + (f": {'; '.join(means)}." if means else ".")
+        )
+    by_platform = types_by_platform(cov)
+    shown_anywhere = set().union(*by_platform.values()) if by_platform else set()
+    unseen = sorted(EVENT_TYPES - shown_anywhere - set(cov.absent_types))
+    if unseen:
+        text.append(f"Not shown for any platform (fewer than k people): {_types(set(unseen))}.")
+    for p, seen in sorted(by_platform.items()):
+        missing = shown_anywhere - seen
+        if not missing:
+            continue
+        name = escape(p or "(no platform)")
+        note = (
+            " Its readers appear only when they act, so observers are undercounted."
+            if "view" in missing
+            else ""
+        )
+        text.append(f"{name} shows no {_types(missing)} events.{note}")
     if cov.hidden_cells:
         text.append(
             f"{cov.hidden_cells} type/platform cell(s) are left out: fewer than k people, or "
@@ -294,6 +307,31 @@ def coverage(d: ReportData) -> Section:
         "cell is shown only when its events come from at least k people.",
         empty="No events in the period.",
     )
+
+
+def glance(d: ReportData) -> list[tuple[str, str]]:
+    """Headline figures (value, what it is), each a ratio of sums of rows the views show."""
+    out = []
+    reach = [r for r in d.tables["reach_by_unit"] if r["headcount"]]
+    if reach:
+        share = sum(r["mau"] for r in reach) / sum(r["headcount"] for r in reach)
+        out.append((_pct(share), "of the people of the units shown active in 28 days"))
+    pyr = d.tables["participation_pyramid"]
+    days = sum(r["observers"] + r["contributors"] + r["heavy_contributors"] for r in pyr)
+    if days:
+        contrib = sum(r["contributors"] + r["heavy_contributors"] for r in pyr) / days
+        out.append((_pct(contrib), "of active person-days with a contribution"))
+    org = [r for r in d.tables["ei_index"] if r["unit"] == "*"]
+    ties = sum(r["internal"] + r["external"] for r in org)
+    if ties:
+        ei = sum(r["external"] - r["internal"] for r in org) / ties
+        out.append((f"{ei:+.2f}", "E-I index of the organisation (-1 silo, +1 open)"))
+    posts = sum(r["posts"] for r in d.tables["response_by_space"])
+    if posts:
+        answered = sum(r["answered_within_target"] for r in d.tables["response_by_space"])
+        target = escape(d.config.get("response_target_h", "24"))
+        out.append((_pct(answered / posts), f"of community posts answered within {target} h"))
+    return out
 
 
 def all_sections(d: ReportData) -> list[Section]:
