@@ -2,25 +2,34 @@
 whose unit is unknown (docs/report.md, "Coverage").
 
 These are counts of events, not of people, but no view offers them, so they are read from
-``events`` and k is applied here: a (type, platform) cell is shown only when its events come
-from at least k distinct people, and secondary suppression (``pipeline.metrics.suppression``)
-runs with all the period's people as the total, because the shares shown let a reader work
-back to the total. The unknown share is shown only when the events with an unknown unit come
-from 0 or at least k people. No absolute total is shown.
+``events`` and k is applied here as the views apply it, per day:
+
+* a (day, type, platform) cell is shown only when its events come from at least k distinct
+  people; the day's cells are parts of the day's events, so the hidden cells of a day must
+  together come from 0 or at least k distinct people (counted exactly, not added up), otherwise
+  the shown cell with the fewest people is left out too (the rule of
+  ``pipeline.metrics.suppression``; that cell has k people, so one step is enough);
+* the period's figure of a (type, platform) is the sum of its shown days, so two reports of
+  overlapping periods differ only by shown days;
+* the whole organisation always, whatever ``--unit`` says: per-unit sums of the same cells
+  would differ from the organisation's by the events of the other units;
+* the unknown share: the events whose actor unit is ``unknown``, over the days on which those
+  come from 0 or at least k people; no absolute total is shown.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from pipeline.contract.events import EVENT_TYPES
-from pipeline.metrics.suppression import secondary_suppression
 
 PERIOD = "day BETWEEN {first:Date} AND {last:Date}"
-UNIT_FILTER = "(empty({units:Array(String)}) OR has({units:Array(String)}, toString(actor_unit)))"
+CELL = "(day, event_type, toString(ifNull(platform, '')))"
 
 
 @dataclass
@@ -30,40 +39,72 @@ class Coverage:
     cells: list[dict[str, Any]] = field(default_factory=list)
     platforms: list[str] = field(default_factory=list)
     absent_types: list[str] = field(default_factory=list)  # no event of the type at all
-    hidden_cells: int = 0  # cells with events of fewer than k people (or left out with them)
-    unknown_share: float | None = None  # None: hidden (1 to k - 1 people) or no events
-    unknown_hidden: bool = False
+    hidden_cells: int = 0  # (day, type, platform) cells left out
+    unknown_share: float | None = None  # None: no day to show it on
+    unknown_days_hidden: int = 0  # days whose unknown events come from 1 to k - 1 people
+
+
+def shown_cells(
+    cells: list[tuple[date, str, str, int, int]], hidden_people: dict[date, int], k: int
+) -> set[tuple[date, str, str]]:
+    """The (day, type, platform) cells to show: at least k people each, and the day's hidden
+    cells together 0 or at least k distinct people (``hidden_people``: exactly, per day, the
+    people of the cells under k); otherwise the shown cell with the fewest people (ties: the
+    smallest type, then platform) is left out too."""
+    shown = {(d, t, p): n for d, t, p, _, n in cells if n >= k}
+    for day, people in hidden_people.items():
+        if 0 < people < k:
+            rest = sorted((n, t, p) for (d, t, p), n in shown.items() if d == day)
+            if rest:
+                _, t, p = rest[0]
+                del shown[(day, t, p)]
+    return set(shown)
 
 
 def read_coverage(client: Client, db: str, params: dict[str, Any], k: int) -> Coverage:
-    """The coverage of the period for the selected units (the unknown share: the whole org)."""
-    got = client.query(
-        f"SELECT event_type, toString(ifNull(platform, '')) AS plat, count() AS n, "
-        f"uniqExact(actor_id) AS people FROM {db}.events FINAL WHERE {PERIOD} AND {UNIT_FILTER} "
-        f"GROUP BY event_type, plat ORDER BY event_type, plat",
-        parameters=params,
-    ).result_rows
-    total_people, unknown_events, unknown_people, all_events = client.query(
-        f"SELECT uniqExactIf(actor_id, {UNIT_FILTER}), countIf(actor_unit = 'unknown'), "
-        f"uniqExactIf(actor_id, actor_unit = 'unknown'), count() "
-        f"FROM {db}.events FINAL WHERE {PERIOD}",
-        parameters=params,
-    ).result_rows[0]
-    people = {f"{t}\t{p}": int(n) for t, p, _, n in got}
-    rule = secondary_suppression(people, int(total_people), k)
-    cov = Coverage(
-        platforms=sorted({p for _, p, _, _ in got}),
-        absent_types=sorted(EVENT_TYPES - {t for t, _, _, _ in got}),
-        hidden_cells=len(rule.hidden_parts),
-    )
-    cov.cells = [
-        {"event_type": t, "platform": p, "events": int(n)}
-        for t, p, n, _ in got
-        if f"{t}\t{p}" not in rule.hidden_parts
+    """The coverage of the period (the whole organisation)."""
+    p = {"first": params["first"], "last": params["last"], "k": k}
+    cells = [
+        (d, str(t), str(pl), int(n), int(people))
+        for d, t, pl, n, people in client.query(
+            f"SELECT day, event_type, toString(ifNull(platform, '')) AS plat, count(), "
+            f"uniqExact(actor_id) FROM {db}.events FINAL WHERE {PERIOD} "
+            f"GROUP BY day, event_type, plat",
+            parameters=p,
+        ).result_rows
     ]
-    if all_events and (unknown_people == 0 or unknown_people >= k):
-        cov.unknown_share = unknown_events / all_events
-    cov.unknown_hidden = bool(all_events) and 0 < unknown_people < k
+    hidden_people = {
+        d: int(n)
+        for d, n in client.query(
+            f"SELECT day, uniqExact(actor_id) FROM {db}.events FINAL WHERE {PERIOD} "
+            f"AND {CELL} IN (SELECT day, event_type, toString(ifNull(platform, '')) AS plat "
+            f"FROM {db}.events FINAL WHERE {PERIOD} GROUP BY day, event_type, plat "
+            f"HAVING uniqExact(actor_id) < {{k:UInt32}}) GROUP BY day",
+            parameters=p,
+        ).result_rows
+    }
+    shown = shown_cells(cells, hidden_people, k)
+    sums: dict[tuple[str, str], int] = defaultdict(int)
+    for d, t, pl, n, _ in cells:
+        if (d, t, pl) in shown:
+            sums[(t, pl)] += n
+    cov = Coverage(
+        cells=[
+            {"event_type": t, "platform": pl, "events": n} for (t, pl), n in sorted(sums.items())
+        ],
+        platforms=sorted({pl for _, _, pl, _, _ in cells}),
+        absent_types=sorted(EVENT_TYPES - {t for _, t, _, _, _ in cells}),
+        hidden_cells=len(cells) - len(shown),
+    )
+    days = client.query(
+        f"SELECT day, countIf(actor_unit = 'unknown'), uniqExactIf(actor_id, "
+        f"actor_unit = 'unknown'), count() FROM {db}.events FINAL WHERE {PERIOD} GROUP BY day",
+        parameters=p,
+    ).result_rows
+    ok = [(u, n) for _, u, people, n in days if people == 0 or people >= k]
+    cov.unknown_days_hidden = len(days) - len(ok)
+    if ok:
+        cov.unknown_share = sum(u for u, _ in ok) / sum(n for _, n in ok)
     return cov
 
 

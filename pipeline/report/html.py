@@ -136,6 +136,7 @@ def json_payload(d: ReportData) -> dict[str, Any]:
             "absent_types": cov.absent_types if cov else [],
             "hidden_cells": cov.hidden_cells if cov else 0,
             "unknown_unit_share": cov.unknown_share if cov else None,
+            "unknown_days_hidden": cov.unknown_days_hidden if cov else 0,
         },
     }
 

@@ -287,24 +287,31 @@ def coverage(d: ReportData) -> Section:
         text.append(f"{name} shows no {_types(missing)} events.{note}")
     if cov.hidden_cells:
         text.append(
-            f"{cov.hidden_cells} type/platform cell(s) are left out: fewer than k people, or "
-            "left out so that they cannot be worked out from the others."
+            f"{cov.hidden_cells} day/type/platform cell(s) are left out of the sums: fewer "
+            "than k people that day, or left out so that they cannot be worked out from the "
+            "others."
         )
     if cov.unknown_share is not None:
-        text.append(
-            f"{100 * cov.unknown_share:.1f}% of all events of the period have no known unit "
-            "(neither the event nor the directory names one): they count under "
-            "<code>unknown</code>."
+        days = (
+            f" (over the days on which they come from at least k people; "
+            f"{cov.unknown_days_hidden} day(s) left out)"
+            if cov.unknown_days_hidden
+            else ""
         )
-    elif cov.unknown_hidden:
-        text.append("Events with an unknown unit come from fewer than k people: not shown.")
+        text.append(
+            f"{100 * cov.unknown_share:.1f}% of the events have no known unit{days}: neither "
+            "the event nor the directory names one, so they count under <code>unknown</code>."
+        )
+    if d.units:
+        text.append("Coverage is about the sources: it always shows the whole organisation.")
     return Section(
         "coverage",
         "Coverage: what the data can say",
         text,
         [plots.coverage_heatmap(cov.cells, types)],
         "All event types, read from the events themselves (counts of events, not people); a "
-        "cell is shown only when its events come from at least k people.",
+        "day's cell counts only when its events come from at least k people "
+        "(<code>pipeline/report/coverage.py</code>).",
         empty="No events in the period.",
     )
 
