@@ -9,7 +9,9 @@ import asyncio
 import base64
 import io
 import json
+import os
 import re
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -71,7 +73,7 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def chromium(*args: str) -> subprocess.CompletedProcess[bytes]:
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         return subprocess.run(
             [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
             capture_output=True,
@@ -118,7 +120,8 @@ async def devtools_port(profile: Path, proc: subprocess.Popen[bytes]) -> int:
 async def open_offline(url: str) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
     """Open ``url`` with the network emulated offline; the protocol events and a screenshot
     of every section's figures."""
-    with tempfile.TemporaryDirectory() as tmp:
+    # Chromium's helper processes may still write to the profile as the browser exits.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         profile = Path(tmp)
         proc = subprocess.Popen(
             [
@@ -131,6 +134,7 @@ async def open_offline(url: str) -> tuple[list[dict[str, Any]], dict[str, bytes]
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: the browser and its helpers
         )
         try:
             port = await devtools_port(profile, proc)
@@ -173,7 +177,7 @@ async def open_offline(url: str) -> tuple[list[dict[str, Any]], dict[str, bytes]
                         shots[section] = base64.b64decode(shot["data"])
                     return cdp.events, shots
         finally:
-            proc.terminate()
+            os.killpg(proc.pid, signal.SIGTERM)  # the group this test started, by its id
             proc.wait(timeout=30)
 
 
