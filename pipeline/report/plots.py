@@ -54,6 +54,7 @@ def figure(name: str, width: float = 8.0, height: float = 3.4) -> Iterator[Figur
     rc: Any = {**STYLE, "svg.hashsalt": f"teilhabe-report-{name}"}
     with plt.rc_context(rc):
         fig = plt.figure(figsize=(width, height))
+        fig.set_label(name)
         try:
             yield fig
         finally:
@@ -67,6 +68,9 @@ def to_svg(fig: Figure) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     svg = buf.getvalue()
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg[svg.index("<svg") :], flags=re.S)
+    prefix = fig.get_label()  # ids unique within the page: matplotlib numbers from 1 per plot
+    svg = re.sub(r'\bid="', f'id="{prefix}-', svg)
+    svg = svg.replace("url(#", f"url(#{prefix}-").replace('href="#', f'href="#{prefix}-')
     return svg.replace("<svg ", '<svg role="img" ', 1)
 
 
@@ -251,6 +255,7 @@ def silo_heatmap(rows: list[dict[str, Any]]) -> str | None:
         bar = fig.colorbar(im, ax=ax, shrink=0.7, label="interactions")
         if bar.solids is not None:
             bar.solids.set_rasterized(False)  # vector, not an embedded image
+            bar.solids.set_edgecolor("face")  # no seams between its bands
         return to_svg(fig)
 
 
