@@ -38,6 +38,8 @@ def report(
     data_dir: DataDirOption = None,
 ) -> None:
     """Write a self-contained HTML report (plots inline, prints to PDF) of the facts."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
     from pipeline.dev.clickhouse import ensure_embedded_server
     from pipeline.report.figures import collect, period
     from pipeline.report.html import render
@@ -60,5 +62,10 @@ def report(
                 server.__exit__(None, None, None)
     except TeilhabeError as exc:
         raise cli_failure(exc) from None
+    except ClickHouseError as exc:  # e.g. a database that was never migrated
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise cli_failure(
+            TeilhabeError(f"{first_line[:300]} (is the database migrated? `teilhabe migrate`)")
+        ) from None
     out.write_text(html, encoding="utf-8")
     typer.echo(f"wrote {out} ({first} to {last}, k = {data.k}, {len(html) // 1024} KiB)")
