@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from pipeline.contract.events import CONTRIBUTION_TYPES, EVENT_TYPES, INTERACTION_TYPES
-from pipeline.report import plots
+from pipeline.report import heatmaps, plots
 from pipeline.report.coverage import types_by_platform
 from pipeline.report.figures import ReportData
 
@@ -160,7 +160,7 @@ def cross_silo(d: ReportData) -> Section:
         "Cross-silo collaboration",
         text,
         [
-            plots.silo_heatmap(d.tables["silo_matrix"]),
+            heatmaps.silo_heatmap(d.tables["silo_matrix"]),
             plots.ei_lines(d.tables["ei_index"]),
             plots.spanners(d.tables["boundary_spanners"]),
         ],
@@ -308,7 +308,7 @@ def coverage(d: ReportData) -> Section:
         "coverage",
         "Coverage: what the data can say",
         text,
-        [plots.coverage_heatmap(cov.cells, types)],
+        [heatmaps.coverage_heatmap(cov.cells, types)],
         "All event types, read from the events themselves (counts of events, not people); a "
         "day's cell counts only when its events come from at least k people "
         "(<code>pipeline/report/coverage.py</code>).",

@@ -9,7 +9,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pipeline.report import plots
+from pipeline.report import heatmaps, plots
 from pipeline.report.coverage import Coverage
 from pipeline.report.figures import ReportData
 from pipeline.report.html import embed_json, render
@@ -56,8 +56,8 @@ MATRIX = [
 
 
 def test_plots_are_deterministic_vector_svg_with_text() -> None:
-    first = plots.silo_heatmap(MATRIX)
-    assert first is not None and first == plots.silo_heatmap(MATRIX)
+    first = heatmaps.silo_heatmap(MATRIX)
+    assert first is not None and first == heatmaps.silo_heatmap(MATRIX)
     assert first.startswith("<svg") and "<image" not in first
     texts = re.findall(r"<text\b[^>]*>(.*?)</text>", first, re.S)
     assert any(">A<" in f">{t.strip()}<" for t in texts)
@@ -65,7 +65,7 @@ def test_plots_are_deterministic_vector_svg_with_text() -> None:
 
 
 def test_plot_ids_differ_between_plots() -> None:
-    ids_a = set(re.findall(r'id="([^"]+)"', plots.silo_heatmap(MATRIX) or ""))
+    ids_a = set(re.findall(r'id="([^"]+)"', heatmaps.silo_heatmap(MATRIX) or ""))
     rows = [{"unit": "A", "observers": 5, "contributors": 3, "heavy_contributors": 1}]
     pyramid = plots.stacked_shares("pyramid", "t", rows, [("observers", "o")])
     ids_b = set(re.findall(r'id="([^"]+)"', pyramid or ""))
