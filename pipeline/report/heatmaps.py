@@ -8,7 +8,10 @@ from typing import Any
 
 import matplotlib
 
-from pipeline.report.plots import figure, to_svg
+from pipeline.report.plots import figure, of, to_svg
+
+#: More units than this: the matrix of the busiest ones (every cell is in the embedded data).
+MAX_UNITS = 20
 
 matplotlib.use("Agg")
 
@@ -42,18 +45,24 @@ def silo_heatmap(rows: list[dict[str, Any]]) -> str | None:
     rows = [r for r in rows if r["interactions"] > 0]
     if not rows:
         return None
-    units = sorted({r["from_unit"] for r in rows} | {r["to_unit"] for r in rows})
+    weight: dict[str, float] = {}
+    for r in rows:
+        for u in (r["from_unit"], r["to_unit"]):
+            weight[u] = weight.get(u, 0.0) + r["interactions"]
+    units = sorted(sorted(weight, key=lambda u: (-weight[u], u))[:MAX_UNITS])
+    rows = [r for r in rows if r["from_unit"] in units and r["to_unit"] in units]
     idx = {u: i for i, u in enumerate(units)}
     grid = [[float("nan")] * len(units) for _ in units]
     for r in rows:
         grid[idx[r["from_unit"]]][idx[r["to_unit"]]] = r["interactions"]
-    size = max(4.0, 0.55 * len(units) + 2.5)
+    size = min(8.0, max(4.0, 0.55 * len(units) + 2.5))
+    small = len(units) > 12
     with figure("silo-heatmap", width=size + 1.5, height=size) as fig:
         ax = fig.subplots()
         im = _cells(ax, grid, "Blues", "#f2f2f2")
         ax.set_aspect("equal")
         top = max(r["interactions"] for r in rows)
-        if len(units) <= 12:
+        if not small:
             for r in rows:
                 v = r["interactions"]
                 ax.text(
@@ -65,12 +74,16 @@ def silo_heatmap(rows: list[dict[str, Any]]) -> str | None:
                     fontsize=8,
                     color="white" if v > top**0.75 else "black",
                 )
-        ax.set_xticks(range(len(units)), units, rotation=35, ha="right")
+        ax.set_xticks(range(len(units)), units, rotation=35 if not small else 60, ha="right")
         ax.set_yticks(range(len(units)), units)
+        ax.tick_params(labelsize=7 if small else 10)
         ax.set_xlabel("to unit (target of the reply, reaction, mention or share)")
         ax.set_ylabel("from unit (actor)")
         ax.grid(visible=False)
-        ax.set_title("Interactions between units over the period")
+        ax.set_title(
+            "Interactions between units over the period"
+            + of(len(units), len(weight), "units by interactions")
+        )
         bar = fig.colorbar(im, ax=ax, shrink=0.7, label="interactions")
         if bar.solids is not None:
             bar.solids.set_rasterized(False)  # vector, not an embedded image

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 #: Okabe & Ito's colour-blind safe palette (black last: the org line).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 MAX_LINES = 8  # more units than this: the largest ones, the rest in the tables
-MAX_BARS = 15
+MAX_BARS = 15  # more units or spaces: the largest ones (all of them in the embedded data)
 STYLE: dict[str, Any] = {
     "svg.fonttype": "none",
     "font.family": "sans-serif",
@@ -85,6 +85,11 @@ def _top(values: dict[str, float], n: int) -> list[str]:
     return sorted(values, key=lambda u: (-values[u], u))[:n]
 
 
+def of(shown: int, total: int, what: str) -> str:
+    """A title's note when a plot shows only the largest of its groups."""
+    return f" ({shown} largest of {total} {what})" if shown < total else ""
+
+
 def _date_axis(ax: Any) -> None:
     """Whole days on the x axis, about six labels whatever the period's length."""
     import matplotlib.dates as mdates
@@ -121,7 +126,9 @@ def adoption_daily(rows: list[dict[str, Any]]) -> str | None:
         if share:
             ax.set_ylim(bottom=0)
         ax.set_title(
-            "Active people per day" + (" (share of the unit's headcount)" if share else "")
+            "Active people per day"
+            + (" (share of the unit's headcount)" if share else "")
+            + of(min(MAX_LINES, len(series)), len(series), "units").replace(" largest", "")
         )
         _date_axis(ax)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -133,7 +140,11 @@ def adoption_reach(rows: list[dict[str, Any]]) -> str | None:
     rows = [r for r in rows if r["headcount"]]
     if not rows:
         return None
-    rows = sorted(rows, key=lambda r: r["mau"] / r["headcount"])[-MAX_BARS:]
+    biggest = _top({r["unit"]: float(r["headcount"]) for r in rows}, MAX_BARS)
+    note = of(len(biggest), len(rows), "units")
+    rows = sorted(
+        (r for r in rows if r["unit"] in biggest), key=lambda r: r["mau"] / r["headcount"]
+    )
     with figure("adoption-reach", height=0.45 * len(rows) + 1.2) as fig:
         ax = fig.subplots()
         h = 0.26
@@ -162,7 +173,7 @@ def adoption_reach(rows: list[dict[str, Any]]) -> str | None:
         ax.set_xlim(0, top * 1.25)
         ax.set_xticks([x for x in range(0, int(top) + 1, 20)])
         ax.set_xlabel("% of the unit's headcount active (stickiness: DAU / MAU, mean)")
-        ax.set_title("Reach at the end of the period")
+        ax.set_title("Reach at the end of the period" + note)
         ax.grid(axis="y", visible=False)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="active in")
         return to_svg(fig)
@@ -172,7 +183,10 @@ def stacked_shares(
     name: str, title: str, rows: list[dict[str, Any]], parts: list[tuple[str, str]]
 ) -> str | None:
     """Per unit a 100 % bar of ``parts`` (column, label), the share printed inside."""
-    rows = [r for r in rows if sum(r[c] for c, _ in parts) > 0][:MAX_BARS]
+    rows = [r for r in rows if sum(r[c] for c, _ in parts) > 0]
+    biggest = _top({r["unit"]: float(sum(r[c] for c, _ in parts)) for r in rows}, MAX_BARS)
+    title += of(len(biggest), len(rows), "units")
+    rows = [r for r in rows if r["unit"] in biggest]
     if not rows:
         return None
     with figure(name, height=0.42 * len(rows) + 1.3) as fig:
@@ -254,7 +268,10 @@ def ei_lines(rows: list[dict[str, Any]]) -> str | None:
             fontsize=8,
             color="#555555",
         )
-        ax.set_title("E-I index per day (Krackhardt & Stern)")
+        ax.set_title(
+            "E-I index per day (Krackhardt & Stern)"
+            + of(min(MAX_LINES - 1, len(units)), len(units), "units").replace(" largest", "")
+        )
         _date_axis(ax)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
         return to_svg(fig)
@@ -262,7 +279,10 @@ def ei_lines(rows: list[dict[str, Any]]) -> str | None:
 
 def spanners(rows: list[dict[str, Any]]) -> str | None:
     """Boundary spanners as a share of the unit's active person-days."""
-    rows = [r for r in rows if r["active_person_days"]][:MAX_BARS]
+    rows = [r for r in rows if r["active_person_days"]]
+    biggest = _top({r["unit"]: float(r["active_person_days"]) for r in rows}, MAX_BARS)
+    note = of(len(biggest), len(rows), "units")
+    rows = [r for r in rows if r["unit"] in biggest]
     if not rows:
         return None
     with figure("spanners", height=0.38 * len(rows) + 1.2) as fig:
@@ -276,13 +296,15 @@ def spanners(rows: list[dict[str, Any]]) -> str | None:
         ax.set_xlim(0, max(10.0, max(vals) * 1.2))
         ax.set_xlabel("% of active person-days spent spanning boundaries")
         ax.grid(axis="y", visible=False)
-        ax.set_title("Boundary spanners")
+        ax.set_title("Boundary spanners" + note)
         return to_svg(fig)
 
 
 def response_spaces(rows: list[dict[str, Any]]) -> str | None:
     """The busiest spaces: posts answered within the target, later, and not yet."""
-    rows = [r for r in rows if r["posts"]][:MAX_BARS]
+    rows = [r for r in rows if r["posts"]]
+    note = of(min(MAX_BARS, len(rows)), len(rows), "spaces by posts")
+    rows = rows[:MAX_BARS]
     if not rows:
         return None
     with figure("response-spaces", height=0.4 * len(rows) + 1.3) as fig:
@@ -313,7 +335,7 @@ def response_spaces(rows: list[dict[str, Any]]) -> str | None:
         ax.set_xlim(0, max(r["posts"] for r in rows) * 1.25)
         ax.set_xlabel("posts")
         ax.grid(axis="y", visible=False)
-        ax.set_title("Posts per community and how they were answered")
+        ax.set_title("Posts per community and how they were answered" + note)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
         return to_svg(fig)
 
