@@ -89,3 +89,23 @@ def test_names_are_escaped_and_the_json_cannot_close_its_script() -> None:
     assert "<img" not in html.replace(raw.group(1), "")  # in the JSON it is inert text
     assert json.loads(raw.group(1))["silo_matrix"][0]["from_unit"] == evil
     assert "</" not in embed_json({"x": "</script><!--"})
+
+
+def test_coverage_says_what_a_source_cannot_say() -> None:
+    d = data()
+    d.coverage = Coverage(
+        cells=[
+            {"event_type": "post_created", "platform": "slack", "events": 120},
+            {"event_type": "view", "platform": "viva-engage", "events": 900},
+            {"event_type": "post_created", "platform": "viva-engage", "events": 80},
+        ],
+        platforms=["slack", "viva-engage"],
+        absent_types=["member_joined"],
+        unknown_share=0.25,
+    )
+    html = render(d)
+    section = html[html.index('id="coverage"') :]
+    assert "slack shows no <code>view</code> events" in section
+    assert "observers are undercounted" in section
+    assert "No <code>member_joined</code> events in the period" in section
+    assert "25.0% of the events have no known unit" in section
