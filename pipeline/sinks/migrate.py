@@ -342,6 +342,9 @@ def apply_timezone(client: Client, settings: Settings) -> TimezoneChange | None:
     if has_config:
         client.insert(f"`{db}`.config", [("timezone", zone)], column_names=("key", "value"))
     change = TimezoneChange(before, zone, time.monotonic() - started)
+    if not client.query(f"SELECT count() FROM `{db}`.events").result_rows[0][0]:  # new database
+        log.info("days of %s.events end at midnight %s (TEILHABE_TIMEZONE)", db, zone)
+        return change
     log.warning(
         "days of %s.events now end at midnight %s (TEILHABE_TIMEZONE), before %s; "
         "the rows there were cut again in %.1f s",
