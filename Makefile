@@ -19,7 +19,8 @@ demo: $(STAMP)
 	TEILHABE_IDLE_CLOSE_S=$${TEILHABE_IDLE_CLOSE_S:-5} $(BIN)/teilhabe demo
 
 # Debian's packages for the ops tests: prometheus (the server, promtool), prometheus-alertmanager
-# (the server, amtool) and caddy (the webhook proxy's config check). Tests skip without them.
+# (the server, amtool), caddy (the webhook proxy's config check) and chromium (opens, screenshots
+# and prints `teilhabe report` offline). Tests skip without them.
 OPS_PACKAGES := prometheus:promtool prometheus-alertmanager:amtool caddy:caddy chromium:chromium
 prometheus:
 	@missing=""; for p in $(OPS_PACKAGES); do \
