@@ -52,7 +52,7 @@ def report(
         try:
             client = get_client(s)
             db = s.clickhouse_database
-            first, last = period(client, db, first_opt, last_opt)
+            first, last = period(client, db, first_opt, last_opt, s.timezone)
             if first > last:
                 raise TeilhabeError(f"the period is empty: --from {first} is after --to {last}")
             data = collect(client, db, first, last, unit or [], s.timezone, datetime.now(UTC))

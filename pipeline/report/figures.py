@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.client import Client
 
@@ -76,10 +77,11 @@ def newest_day(client: Client, db: str) -> date | None:
 
 
 def period(
-    client: Client, db: str, date_from: date | None, date_to: date | None
+    client: Client, db: str, date_from: date | None, date_to: date | None, zone: str = "UTC"
 ) -> tuple[date, date]:
-    """``--from`` / ``--to``, defaulting to the 28 days up to the newest day in the facts."""
-    last = date_to or newest_day(client, db) or date.today()
+    """``--from`` / ``--to``, defaulting to the 28 days up to the newest day in the facts
+    (without facts: up to today in ``zone``, TEILHABE_TIMEZONE, not the machine's zone)."""
+    last = date_to or newest_day(client, db) or datetime.now(ZoneInfo(zone)).date()
     first = date_from or last - timedelta(days=DEFAULT_DAYS - 1)
     return first, last
 
