@@ -71,10 +71,18 @@ def test_sigterm_then_restart_on_damaged_state_dir(tmp_path: Path) -> None:
         state.rmdir()
         state.write_bytes(b"\x00garbage where a directory was")  # damaged beyond use
         restarted = run.start_worker()
+        log_path = run.stack.log_dir / "worker-1.log"
+        # on a loaded machine the first worker's graceful stop may already have flushed all
+        # there was: wait for the restarted worker's own start, not only for drained offsets
+        run.sleep_until(
+            lambda: "state is rebuilt from the changelog" in log_path.read_text(),
+            120,
+            "the restarted worker's check of its state directory",
+        )
         run.wait_drained(timeout_s=300)
         assert restarted.poll() is None, "the restarted worker died"
         actual = run.figures()
-        log = (run.stack.log_dir / "worker-1.log").read_text()
+        log = log_path.read_text()
     run.report.print(actual, expected)
     assert code == 0, f"graceful stop exited {code}"
     # everything the checkpoints cover was acknowledged and committed before the exit

@@ -104,6 +104,19 @@ def dataset(
     return mixed, dir_path, good, units
 
 
+def scrape_after_gauge_refresh(urls: list[str], timeout_s: float = 30.0) -> list[str]:
+    """The workers' /metrics, once the leader's engagement gauges show the drained windows:
+    they are refreshed from ClickHouse on a period (agents/engagement.py), so a scrape right
+    after the drain may come before it on a loaded machine."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        texts = [urllib.request.urlopen(u, timeout=5).read().decode() for u in urls]
+        shown = metric_value("\n".join(texts), "teilhabe_engagement_active_users") > 0
+        if shown or time.monotonic() > deadline:
+            return texts
+        time.sleep(0.5)
+
+
 def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int) -> dict[str, Any]:
     """Produce the file, run ``workers`` workers until drained; collect what they produced."""
     from pipeline.dev.backfill import BACKFILL_ENV
@@ -118,10 +131,7 @@ def run_pipeline(settings: Settings, mixed: Path, directory: Path, workers: int)
         produce_end_of_input(producer, settings.topic_events)
         producer.close()
         wait_until_drained(stack.bootstrap, settings, 240, workers=stack.workers)
-        metrics = [
-            urllib.request.urlopen(u, timeout=5).read().decode()
-            for u in stack.worker_metrics_urls()
-        ]
+        metrics = scrape_after_gauge_refresh(stack.worker_metrics_urls())
         dead = [
             (dict(m.headers)["reason"].decode(), m.value)
             for m in read_records(stack.bootstrap, settings.topic_deadletter)
