@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from grafana_foundation_sdk.builders import bargauge
 from grafana_foundation_sdk.cog import builder as cogbuilder
-from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import Panel
 
-from pipeline.ops.dashboards.datasources import CLICKHOUSE, PROMETHEUS
+from pipeline.ops.dashboards.datasources import CLICKHOUSE
 from pipeline.ops.dashboards.panels import (
     RUNBOOKS,
     board,
     daily_by_unit,
     live_series,
-    reduce_last,
     series,
     stat_panel,
     table_panel,
+    top_spaces_panel,
 )
 from pipeline.ops.dashboards.queries import (
     max_by_unit,
@@ -119,27 +117,15 @@ def adoption() -> dict[str, Any]:
             prom("max by (platform) (teilhabe_platform_active_users)", "{{platform}}"),
             min_value=0,
         ),
-        bargauge.Panel()
-        .title("Busiest spaces (newest day)")
-        .description(
+        top_spaces_panel(
+            "Busiest spaces (newest day)",
             "Distinct active people in the busiest spaces on the newest day of the facts "
             "(teilhabe_space_active_users; spaces below k left out, and the smallest shown "
             "space of a platform too where the platform's people minus its shown spaces "
-            "would leave 1 to k - 1 people: secondary suppression, docs/privacy.md)."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(
-            prom(
-                "topk(10, max by (space, platform) (teilhabe_space_active_users))",
-                "{{space}} ({{platform}})",
-            )
-        )
-        .reduce_options(reduce_last())
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
-        .min(0)
-        .span(12)
-        .height(8),
+            "would leave 1 to k - 1 people: secondary suppression, docs/privacy.md).",
+            "teilhabe_space_active_users",
+            8,
+        ),
         table_panel(
             "Adoption by unit (selected period)",
             "Mean daily adoption rate and active people, and events, per unit.",

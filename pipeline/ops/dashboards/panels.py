@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+from grafana_foundation_sdk.builders import bargauge, gauge, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import gauge, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -171,6 +171,26 @@ def stat_panel(
         .thresholds(thresholds or threshold_steps((None, "blue")))
     )
     return panel.decimals(decimals) if decimals is not None else panel
+
+
+def top_spaces_panel(title: str, description: str, metric: str, height: int) -> bargauge.Panel:
+    """The 10 spaces with the highest value of a per-space gauge (labels space, platform),
+    as horizontal bars: the gauge itself is capped and k-suppressed by the worker."""
+    return (
+        bargauge.Panel()
+        .title(title)
+        .description(description)
+        .datasource(PROMETHEUS)
+        .with_target(
+            prom(f"topk(10, max by (space, platform) ({metric}))", "{{space}} ({{platform}})")
+        )
+        .reduce_options(reduce_last())
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .min(0)
+        .span(12)
+        .height(height)
+    )
 
 
 def table_panel(

@@ -4,27 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from grafana_foundation_sdk.builders import bargauge
 from grafana_foundation_sdk.cog import builder as cogbuilder
-from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import Panel
 
-from pipeline.ops.dashboards.datasources import CLICKHOUSE, PROMETHEUS
+from pipeline.ops.dashboards.datasources import CLICKHOUSE
 from pipeline.ops.dashboards.panels import (
     RUNBOOKS,
     board,
     daily_by_unit,
     live_series,
-    reduce_last,
     series,
     stat_panel,
     table_panel,
     threshold_steps,
+    top_spaces_panel,
 )
 from pipeline.ops.dashboards.queries import (
     UNIT_MATCH,
     max_by_unit,
-    prom,
     prom_by_unit,
     sql,
     sql_totals,
@@ -60,26 +57,14 @@ def response_by_space() -> list[cogbuilder.Builder[Panel]]:
             "the shown spaces would leave 1 to k - 1 authors: docs/privacy.md).",
             sql(RESPONSE_BY_SPACE_SQL),
         ),
-        bargauge.Panel()
-        .title("Unanswered posts by space (now)")
-        .description(
+        top_spaces_panel(
+            "Unanswered posts by space (now)",
             "Posts older than the response target without a reply by someone else, per space "
             "(teilhabe_unanswered_posts_by_space: the spaces with the most, suppressed as "
-            "daily_response_by_space)."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(
-            prom(
-                "topk(10, max by (space, platform) (teilhabe_unanswered_posts_by_space))",
-                "{{space}} ({{platform}})",
-            )
-        )
-        .reduce_options(reduce_last())
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
-        .min(0)
-        .span(12)
-        .height(9),
+            "daily_response_by_space).",
+            "teilhabe_unanswered_posts_by_space",
+            9,
+        ),
     ]
 
 
