@@ -93,7 +93,11 @@ def run_demo(settings: Settings, rate: float, workers: int = 1, seconds: float =
             except subprocess.TimeoutExpired:
                 generator.kill()
             client.close()
-    console.print("demo stopped; data stays in " + str(settings.data_dir))
+    where = "" if settings.data_dir == Path("var") else f"--data-dir {settings.data_dir} "
+    console.print(
+        f"demo stopped; data stays in {settings.data_dir}; "
+        f"a report of it: teilhabe report {where}--out report.html"
+    )
 
 
 def view(
