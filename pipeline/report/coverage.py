@@ -42,6 +42,7 @@ class Coverage:
     hidden_cells: int = 0  # (day, type, platform) cells left out
     unknown_share: float | None = None  # None: no day to show it on
     unknown_days_hidden: int = 0  # days whose unknown events come from 1 to k - 1 people
+    denied: str = ""  # why coverage is left out (the report's user may not read events)
 
 
 def shown_cells(

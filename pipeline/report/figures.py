@@ -17,9 +17,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from pipeline.report.coverage import Coverage, read_coverage
 from pipeline.report.response import read_response_by_space
+from pipeline.report.rights import access_denied, denied_note
 
 #: Days of the default period, ending on the newest day of the facts.
 DEFAULT_DAYS = 28
@@ -64,15 +66,29 @@ def rows(client: Client, sql: str, params: dict[str, Any]) -> list[dict[str, Any
     return [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in result.result_rows]
 
 
-def read_config(client: Client, db: str) -> dict[str, str]:
-    """The ``config`` table the views read (k and the metric parameters)."""
-    got = client.query(f"SELECT key, value FROM {db}.config FINAL").result_rows
+def read_config(client: Client, db: str, fallback: dict[str, str] | None = None) -> dict[str, str]:
+    """The ``config`` table the views read (k and the metric parameters); ``fallback`` (this
+    machine's settings, as migrate writes them) for a user who may read only the views."""
+    try:
+        got = client.query(f"SELECT key, value FROM {db}.config FINAL").result_rows
+    except DatabaseError as exc:
+        if fallback is None or not access_denied(exc):
+            raise
+        return dict(fallback)
     return {str(key): str(value) for key, value in got}
 
 
 def newest_day(client: Client, db: str) -> date | None:
-    """The newest day of the facts (a date only, nothing about people)."""
-    got = client.query(f"SELECT max(day), count() FROM {db}.events").result_rows[0]
+    """The newest day of the facts (a date only, nothing about people); for a user who may
+    read only the aggregate views, the newest day ``daily_active_by_unit`` shows."""
+    try:
+        got = client.query(f"SELECT max(day), count() FROM {db}.events").result_rows[0]
+    except DatabaseError as exc:
+        if not access_denied(exc):
+            raise
+        got = client.query(f"SELECT max(day), count() FROM {db}.daily_active_by_unit").result_rows[
+            0
+        ]
     return got[0] if got[1] else None
 
 
@@ -94,9 +110,11 @@ def collect(
     units: list[str],
     timezone: str,
     generated_at: datetime,
+    fallback_config: dict[str, str] | None = None,
 ) -> ReportData:
-    """Read every section's rows for the period and units."""
-    config = read_config(client, db)
+    """Read every section's rows for the period and units (``fallback_config``: k and the
+    parameters when the user may not read ``config``, see ``read_config``)."""
+    config = read_config(client, db, fallback_config)
     k = int(config.get("min_group_size", "5") or 5)
     data = ReportData(
         first=first,
@@ -196,7 +214,12 @@ def collect(
         f"WHERE {PERIOD} AND {UNIT_FILTER} GROUP BY unit ORDER BY unit",
         p,
     )
-    data.coverage = read_coverage(client, db, p, k)
+    try:
+        data.coverage = read_coverage(client, db, p, k)
+    except DatabaseError as exc:
+        if not access_denied(exc):
+            raise
+        data.coverage = Coverage(denied=denied_note("Coverage", f"{db}.events"))
     t["coverage"] = data.coverage.cells
     return data
 

@@ -258,6 +258,15 @@ def ideation(d: ReportData) -> Section:
 def coverage(d: ReportData) -> Section:
     cov = d.coverage
     assert cov is not None
+    if cov.denied:
+        return Section(
+            "coverage",
+            "Coverage: what the data can say",
+            [],
+            [],
+            "counts of events, read from the events themselves.",
+            empty=cov.denied,
+        )
     types = sorted(EVENT_TYPES)
     text = [
         "What the sources delivered: events per type and platform. A platform without a type "

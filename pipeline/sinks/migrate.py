@@ -393,18 +393,23 @@ def migrate(client: Client, settings: Settings, migrations_dir: Path | None = No
     apply_retention(client, settings, files)
     apply_timezone(client, settings)
     if client.command(f"EXISTS TABLE `{db}`.config") == 1:
-        values: dict[str, int | float | str] = {
-            "min_group_size": settings.min_group_size,
-            "response_target_h": settings.response_target_h,
-            "heavy_contributions": settings.heavy_contributions,
-            "boundary_spanner_units": settings.boundary_spanner_units,
-            "persona_ratio": settings.persona_ratio,
-            "grace_s": settings.grace_s,
-            "timezone": settings.timezone,
-        }
         client.insert(
             f"`{db}`.config",
-            [(key, str(value)) for key, value in values.items()],
+            list(config_values(settings).items()),
             column_names=("key", "value"),
         )
     return applied
+
+
+def config_values(settings: Settings) -> dict[str, str]:
+    """The rows of ``{db}.config`` the views read, as every migrate writes them."""
+    values: dict[str, int | float | str] = {
+        "min_group_size": settings.min_group_size,
+        "response_target_h": settings.response_target_h,
+        "heavy_contributions": settings.heavy_contributions,
+        "boundary_spanner_units": settings.boundary_spanner_units,
+        "persona_ratio": settings.persona_ratio,
+        "grace_s": settings.grace_s,
+        "timezone": settings.timezone,
+    }
+    return {key: str(value) for key, value in values.items()}
