@@ -32,6 +32,7 @@ LONGEST_FIRST = (  # measured: pytest --durations=0, summed per module
     "tests/integration/test_data_dir.py",
     "tests/integration/test_report.py",
     "tests/integration/test_timezone.py",
+    "tests/integration/test_report_analyst.py",
     "tests/integration/test_end_to_end.py",
     "tests/ops/test_alert_delivery.py",
     "tests/ops/test_report_browser.py",
