@@ -47,6 +47,9 @@ def report(
     from pipeline.sinks.migrate import config_values
 
     first_opt, last_opt = _day(date_from, "--from"), _day(date_to, "--to")
+    if not out.parent.is_dir():  # before minutes of work, not after
+        typer.secho(f"--out {out}: no directory {out.parent}", fg="red", err=True)
+        raise typer.Exit(2)
     s = cli_settings(data_dir)
     try:
         server = ensure_embedded_server(s) if s.embedded_clickhouse else None
@@ -60,6 +63,14 @@ def report(
             # the settings stand in for config when the user may read only the views
             data = collect(client, db, first, last, unit or [], s.timezone, now, config_values(s))
             html = render(data)
+            shown = {  # the units of the period a user may name (the view's, k-suppressed)
+                str(u)
+                for (u,) in client.query(
+                    f"SELECT DISTINCT unit FROM {db}.daily_active_by_unit "
+                    "WHERE day BETWEEN {a:Date} AND {b:Date}",
+                    parameters={"a": first, "b": last},
+                ).result_rows
+            }
         finally:
             if server is not None:
                 server.__exit__(None, None, None)
@@ -70,5 +81,17 @@ def report(
         raise cli_failure(
             TeilhabeError(f"{first_line[:300]} (is the database migrated? `teilhabe migrate`)")
         ) from None
-    out.write_text(html, encoding="utf-8")
+    try:
+        out.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise cli_failure(exc) from None
     typer.echo(f"wrote {out} ({first} to {last}, k = {data.k}, {len(html) // 1024} KiB)")
+    if unit and not shown.issuperset(unit):
+        missing = ", ".join(sorted(set(unit) - shown))
+        typer.secho(
+            f"warning: no figures for unit {missing} in the period (no such unit, or fewer "
+            f"than k = {data.k} people on every day); units shown: "
+            f"{', '.join(sorted(shown)) or 'none'}",
+            fg="yellow",
+            err=True,
+        )

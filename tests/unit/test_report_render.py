@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from pipeline.report import heatmaps, plots
@@ -109,3 +110,22 @@ def test_coverage_says_what_a_source_cannot_say() -> None:
     assert "observers are undercounted" in section
     assert "No <code>member_joined</code> events in the period" in section
     assert "25.0% of the events have no known unit" in section
+
+
+def test_report_cli_refuses_bad_options_before_any_work(tmp_path: Path) -> None:
+    """A wrong date or an --out in a missing directory: exit 2 naming the option, at once
+    (no ClickHouse is started: the data dir stays empty)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli.main import app
+
+    data_dir = tmp_path / "data"
+    runner = CliRunner()
+    for args, said in (
+        (["--from", "2026-13-01"], "--from '2026-13-01': expected YYYY-MM-DD"),
+        (["--out", str(tmp_path / "missing" / "r.html")], "no directory"),
+    ):
+        got = runner.invoke(app, ["report", "--data-dir", str(data_dir), *args])
+        assert got.exit_code == 2, got.output
+        assert said in got.output
+    assert not (data_dir / "clickhouse").exists()
