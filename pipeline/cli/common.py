@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,3 +47,21 @@ def cli_failure(exc: Exception) -> typer.Exit:
     """Print ``error: <exc>`` in red; the exit (code 1) for the caller to raise."""
     typer.secho(f"error: {exc}", fg="red", err=True)
     return typer.Exit(1)
+
+
+@contextmanager
+def clickhouse_client(s: Settings) -> Iterator[Any]:
+    """A client of the configured ClickHouse (the embedded one started if none runs)."""
+    from pipeline.dev.clickhouse import ensure_embedded_server
+    from pipeline.sinks.clickhouse import get_client
+
+    server = ensure_embedded_server(s) if s.embedded_clickhouse else None
+    try:
+        client = get_client(s)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import typer
 
 from pipeline.cli import data, privacy, report
-from pipeline.cli.common import DataDirOption
+from pipeline.cli.common import DataDirOption, clickhouse_client
 from pipeline.cli.common import cli_failure as _fail
 from pipeline.cli.common import cli_settings as _settings
 from pipeline.cli.grafana import grafana_app
@@ -65,21 +65,15 @@ def query(
     data_dir: DataDirOption = None,
 ) -> None:
     """Run SQL against the configured ClickHouse and print the result."""
-    from pipeline.dev.clickhouse import ensure_embedded_server
-    from pipeline.sinks.clickhouse import format_rows, get_client, run_query
+    from pipeline.sinks.clickhouse import format_rows, run_query
 
     if fmt not in ("table", "json", "csv"):
         typer.secho(f"--format must be table, json or csv, got {fmt!r}", fg="red", err=True)
         raise typer.Exit(2)
     s = _settings(data_dir)
     try:
-        server = ensure_embedded_server(s) if s.embedded_clickhouse else None
-        try:
-            client = get_client(s)
+        with clickhouse_client(s) as client:
             columns, rows = run_query(client, sql)
-        finally:
-            if server is not None:
-                server.__exit__(None, None, None)
     except TeilhabeError as exc:
         raise _fail(exc) from None
     except Exception as exc:  # noqa: BLE001 - show ClickHouse's own message

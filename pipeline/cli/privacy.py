@@ -3,37 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
 
-from pipeline.cli.common import DataDirOption
+from pipeline.cli.common import DataDirOption, clickhouse_client
 from pipeline.cli.common import cli_failure as _fail
 from pipeline.cli.common import cli_settings as _settings
 from pipeline.errors import TeilhabeError
-from pipeline.settings import Settings
-
-
-@contextmanager
-def _clickhouse(s: Settings) -> Iterator[Any]:
-    """A client of the configured ClickHouse (the embedded one started if none runs)."""
-    from pipeline.dev.clickhouse import ensure_embedded_server
-    from pipeline.sinks.clickhouse import get_client
-
-    server = ensure_embedded_server(s) if s.embedded_clickhouse else None
-    try:
-        client = get_client(s)
-        try:
-            yield client
-        finally:
-            client.close()
-    finally:
-        if server is not None:
-            server.__exit__(None, None, None)
 
 
 def read_people(people: list[str], file: Path | None) -> list[str]:
@@ -71,7 +50,7 @@ def forget(
     try:
         pseudonymise = Pseudonymiser(s.read_pseudonym_key())
         by_pseudonym = {pseudonymise(n): n for n in names}
-        with _clickhouse(s) as client:
+        with clickhouse_client(s) as client:
             report = erase(client, s.clickhouse_database, by_pseudonym)
         tombstones = 0
         if not s.embedded_broker:
@@ -111,7 +90,7 @@ def export_person(
     s = _settings(data_dir)
     try:
         pseudonym = Pseudonymiser(s.read_pseudonym_key())(person)
-        with _clickhouse(s) as client:
+        with clickhouse_client(s) as client:
             lines = [
                 orjson.dumps(r, option=orjson.OPT_NAIVE_UTC, default=str)
                 for r in rows_of(client, s.clickhouse_database, pseudonym)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.common import DataDirOption, cli_failure, cli_settings
+from pipeline.cli.common import DataDirOption, cli_failure, cli_settings, clickhouse_client
 from pipeline.errors import TeilhabeError
 
 
@@ -40,10 +40,8 @@ def report(
     """Write a self-contained HTML report (plots inline, prints to PDF) of the facts."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from pipeline.dev.clickhouse import ensure_embedded_server
     from pipeline.report.figures import collect, period
     from pipeline.report.html import render
-    from pipeline.sinks.clickhouse import get_client
     from pipeline.sinks.migrate import config_values
 
     first_opt, last_opt = _day(date_from, "--from"), _day(date_to, "--to")
@@ -52,9 +50,7 @@ def report(
         raise typer.Exit(2)
     s = cli_settings(data_dir)
     try:
-        server = ensure_embedded_server(s) if s.embedded_clickhouse else None
-        try:
-            client = get_client(s)
+        with clickhouse_client(s) as client:
             db = s.clickhouse_database
             first, last = period(client, db, first_opt, last_opt, s.timezone)
             if first > last:
@@ -71,9 +67,6 @@ def report(
                     parameters={"a": first, "b": last},
                 ).result_rows
             }
-        finally:
-            if server is not None:
-                server.__exit__(None, None, None)
     except TeilhabeError as exc:
         raise cli_failure(exc) from None
     except ClickHouseError as exc:  # e.g. a database that was never migrated
