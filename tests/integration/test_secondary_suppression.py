@@ -233,6 +233,26 @@ def test_the_check_finds_what_primary_suppression_alone_leaves(ch: Any) -> None:
     assert matrix == {("B", "B"), ("C", "C"), ("D", "D")}
 
 
+def test_a_unit_exposed_by_its_ties_hides_its_column_too(ch: Any) -> None:
+    """B's only ties to hidden units go to T (2 people): B's row and column are left out, so
+    D's mentions of B (a cell with B as its target, D itself not exposed) must go too."""
+    set_config(ch, min_group_size=5)
+    t0 = int(DAY0.timestamp() * 1000)
+    sizes = {"A": 8, "B": 7, "C": 6, "D": 9, "T": 2}
+    evs = []
+    for u, n in sizes.items():
+        for i in range(n):
+            peer = f"{u}{(i + 1) % n}"
+            evs.append(event(f"{u}{i}", "mention", t0 + len(evs), f"{u}{i}", u, peer, u))
+    evs.append(event("bt", "mention", t0 + len(evs), "B0", "B", "T0", "T"))
+    evs.append(event("db", "mention", t0 + len(evs), "D0", "D", "B1", "B"))
+    load(ch, evs, {})
+    matrix = rows(ch, "SELECT * FROM teilhabe.daily_silo_matrix")
+    assert matrix == oracle_matrix(unique(evs), 5)
+    cells = {(a, b) for _, a, b, _ in matrix}
+    assert ("D", "B") not in cells and ("D", "D") in cells and ("B", "B") not in cells
+
+
 # --- spaces against their platform, cohorts against the day's people (006) -----------------
 
 
