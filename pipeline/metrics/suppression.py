@@ -38,7 +38,10 @@ def secondary_suppression(parts: Mapping[str, int], total_people: int, k: int) -
     hidden = {p for p, n in parts.items() if n < k}
     total_hidden = total_people < k
     hidden_people = sum(parts[p] for p in hidden)
-    if not total_hidden and 0 < hidden_people < k:
+    # the step runs whether or not the total is shown (as SECONDARY_SHOWN_SQL does): with parts
+    # that partition the total's people the total is under k only when every part is, so this
+    # changes nothing there, and it is the safer side when they do not
+    if 0 < hidden_people < k:
         visible = sorted((n, p) for p, n in parts.items() if p not in hidden)
         if visible:
             hidden.add(visible[0][1])
