@@ -94,6 +94,13 @@ def test_probe_tells_a_live_broker_from_a_frozen_and_a_missing_one(
     assert broker.proc is not None
     os.kill(broker.proc.pid, signal.SIGSTOP)
     try:
+        # the stop takes effect when the kernel next schedules the broker: on a loaded machine
+        # not at once, and a probe sent before then is still answered
+        stat = f"/proc/{broker.proc.pid}/stat"
+        deadline = time.monotonic() + 10
+        while open(stat).read().rsplit(")", 1)[1].split()[0] != "T":
+            assert time.monotonic() < deadline, "the broker did not stop"
+            time.sleep(0.01)
         started = time.monotonic()
         assert asyncio.run(watch.check()) is False
         assert 0.9 < time.monotonic() - started < 10, "a frozen broker must time out, not hang"
