@@ -200,18 +200,24 @@ def test_no_total_minus_shown_parts_singles_out_fewer_than_k(
         assert {u for u, *_ in figures.ei} <= {u for d, u, *_ in ei if d == figures.day}
 
 
-def four_large_and_one_of_three() -> list[dict[str, Any]]:
-    """Four departments of 6 people mentioning each other, one of 3 whose people mention
-    their own department."""
+def rings(sizes: dict[str, int], *ties: tuple[str, str, str, str, str]) -> list[dict[str, Any]]:
+    """Departments (name -> people) whose people each mention the next one of their own
+    department, then ``ties``: (event id, actor, actor's unit, target, target's unit)."""
     t0 = int(DAY0.timestamp() * 1000)
-    sizes = {"A": 6, "B": 7, "C": 6, "D": 8, "E": 3}
-    evs = []
+    evs: list[dict[str, Any]] = []
     for u, n in sizes.items():
         for i in range(n):
             peer = f"{u}{(i + 1) % n}"
             evs.append(event(f"{u}{i}", "mention", t0 + len(evs), f"{u}{i}", u, peer, u))
-    evs.append(event("x", "mention", t0 + len(evs), "A0", "A", "B0", "B"))
+    for eid, a, au, b, bu in ties:
+        evs.append(event(eid, "mention", t0 + len(evs), a, au, b, bu))
     return evs
+
+
+def four_large_and_one_of_three() -> list[dict[str, Any]]:
+    """Four departments of 6 people mentioning each other, one of 3 whose people mention
+    their own department."""
+    return rings({"A": 6, "B": 7, "C": 6, "D": 8, "E": 3}, ("x", "A0", "A", "B0", "B"))
 
 
 def test_the_check_finds_what_primary_suppression_alone_leaves(ch: Any) -> None:
@@ -237,15 +243,11 @@ def test_a_unit_exposed_by_its_ties_hides_its_column_too(ch: Any) -> None:
     """B's only ties to hidden units go to T (2 people): B's row and column are left out, so
     D's mentions of B (a cell with B as its target, D itself not exposed) must go too."""
     set_config(ch, min_group_size=5)
-    t0 = int(DAY0.timestamp() * 1000)
-    sizes = {"A": 8, "B": 7, "C": 6, "D": 9, "T": 2}
-    evs = []
-    for u, n in sizes.items():
-        for i in range(n):
-            peer = f"{u}{(i + 1) % n}"
-            evs.append(event(f"{u}{i}", "mention", t0 + len(evs), f"{u}{i}", u, peer, u))
-    evs.append(event("bt", "mention", t0 + len(evs), "B0", "B", "T0", "T"))
-    evs.append(event("db", "mention", t0 + len(evs), "D0", "D", "B1", "B"))
+    evs = rings(
+        {"A": 8, "B": 7, "C": 6, "D": 9, "T": 2},
+        ("bt", "B0", "B", "T0", "T"),
+        ("db", "D0", "D", "B1", "B"),
+    )
     load(ch, evs, {})
     matrix = rows(ch, "SELECT * FROM teilhabe.daily_silo_matrix")
     assert matrix == oracle_matrix(unique(evs), 5)
