@@ -66,6 +66,37 @@ def rows(client: Client, sql: str, params: dict[str, Any]) -> list[dict[str, Any
     return [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in result.result_rows]
 
 
+def daily_by_unit(
+    client: Client, db: str, view: str, columns: str, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The view's rows (day, unit, ``columns``) of the period and the units asked for."""
+    return rows(
+        client,
+        f"SELECT day, toString(unit) AS unit, {columns} FROM {db}.{view} "
+        f"WHERE {PERIOD} AND {UNIT_FILTER} ORDER BY day, unit",
+        params,
+    )
+
+
+def sums(*columns: str) -> dict[str, str]:
+    """``{column: sum(column)}``: a count summed over the period's shown days."""
+    return {c: f"sum({c})" for c in columns}
+
+
+def sums_by_unit(
+    client: Client, db: str, view: str, aggregates: dict[str, str], params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Per unit asked for: ``aggregates`` (name -> expression) over the view's shown rows of
+    the period (sums of shown rows only, docs/report.md "Privacy")."""
+    select = ", ".join(f"{expr} AS {name}" for name, expr in aggregates.items())
+    return rows(
+        client,
+        f"SELECT toString(unit) AS unit, {select} FROM {db}.{view} "
+        f"WHERE {PERIOD} AND {UNIT_FILTER} GROUP BY unit ORDER BY unit",
+        params,
+    )
+
+
 def read_config(client: Client, db: str, fallback: dict[str, str] | None = None) -> dict[str, str]:
     """The ``config`` table the views read (k and the metric parameters); ``fallback`` (this
     machine's settings, as migrate writes them) for a user who may read only the views."""
@@ -127,11 +158,8 @@ def collect(
     )
     p = data.params()
     t = data.tables
-    t["daily_active_by_unit"] = rows(
-        client,
-        f"SELECT day, toString(unit) AS unit, active_users, events, adoption_rate "
-        f"FROM {db}.daily_active_by_unit WHERE {PERIOD} AND {UNIT_FILTER} ORDER BY day, unit",
-        p,
+    t["daily_active_by_unit"] = daily_by_unit(
+        client, db, "daily_active_by_unit", "active_users, events, adoption_rate", p
     )
     t["unit_headcount"] = rows(
         client,
@@ -139,19 +167,15 @@ def collect(
         f"WHERE {UNIT_FILTER} ORDER BY unit",
         p,
     )
-    t["daily_stickiness"] = rows(
-        client,
-        f"SELECT day, toString(unit) AS unit, dau, wau, mau, stickiness "
-        f"FROM {db}.daily_stickiness WHERE {PERIOD} AND {UNIT_FILTER} ORDER BY day, unit",
-        p,
+    t["daily_stickiness"] = daily_by_unit(
+        client, db, "daily_stickiness", "dau, wau, mau, stickiness", p
     )
     t["reach_by_unit"] = reach_by_unit(t["daily_stickiness"], t["unit_headcount"])
-    t["participation_pyramid"] = rows(
+    t["participation_pyramid"] = sums_by_unit(
         client,
-        f"SELECT toString(unit) AS unit, sum(observers) AS observers, "
-        f"sum(contributors) AS contributors, sum(heavy_contributors) AS heavy_contributors "
-        f"FROM {db}.participation_pyramid WHERE {PERIOD} AND {UNIT_FILTER} "
-        f"GROUP BY unit ORDER BY unit",
+        db,
+        "participation_pyramid",
+        sums("observers", "contributors", "heavy_contributors"),
         p,
     )
     t["persona_28d"] = rows(  # each unit's newest shown row of the period: its last 28 days
@@ -177,19 +201,22 @@ def collect(
         f"WHERE {PERIOD} AND (unit = '*' OR {UNIT_FILTER}) ORDER BY day, unit",
         p,
     )
-    t["boundary_spanners"] = rows(
+    t["boundary_spanners"] = sums_by_unit(
         client,
-        f"SELECT toString(unit) AS unit, sum(active_users) AS active_person_days, "
-        f"sum(boundary_spanners) AS spanner_person_days FROM {db}.daily_boundary_spanners "
-        f"WHERE {PERIOD} AND {UNIT_FILTER} GROUP BY unit ORDER BY unit",
+        db,
+        "daily_boundary_spanners",
+        {
+            "active_person_days": "sum(active_users)",
+            "spanner_person_days": "sum(boundary_spanners)",
+        },
         p,
     )
     t["response_by_space"], data.response_note = read_response_by_space(client, db, p, k)
-    t["daily_growth"] = rows(
+    t["daily_growth"] = daily_by_unit(
         client,
-        f"SELECT day, toString(unit) AS unit, active_users, new_members, "
-        f"first_time_contributors, returning_users, dormant_users FROM {db}.daily_growth "
-        f"WHERE {PERIOD} AND {UNIT_FILTER} ORDER BY day, unit",
+        db,
+        "daily_growth",
+        "active_users, new_members, first_time_contributors, returning_users, dormant_users",
         p,
     )
     t["daily_cohort_activity"] = rows(
@@ -198,20 +225,22 @@ def collect(
         f"FROM {db}.daily_cohort_activity WHERE {PERIOD} ORDER BY day, cohort",
         p,
     )
-    t["idea_funnel"] = rows(
+    t["idea_funnel"] = sums_by_unit(
         client,
-        f"SELECT toString(unit) AS unit, sum(submitted) AS submitted, "
-        f"sum(in_review) AS in_review, sum(accepted) AS accepted, sum(rejected) AS rejected, "
-        f"sum(implemented) AS implemented FROM {db}.idea_funnel "
-        f"WHERE {PERIOD} AND {UNIT_FILTER} GROUP BY unit ORDER BY unit",
+        db,
+        "idea_funnel",
+        sums("submitted", "in_review", "accepted", "rejected", "implemented"),
         p,
     )
-    t["daily_ideation"] = rows(
+    t["daily_ideation"] = sums_by_unit(
         client,
-        f"SELECT toString(unit) AS unit, sum(ideas) AS ideas, sum(votes) AS votes, "
-        f"sum(comments) AS comments, max(voting_units) AS max_voting_units, "
-        f"max(commenting_units) AS max_commenting_units FROM {db}.daily_ideation "
-        f"WHERE {PERIOD} AND {UNIT_FILTER} GROUP BY unit ORDER BY unit",
+        db,
+        "daily_ideation",
+        {
+            **sums("ideas", "votes", "comments"),
+            "max_voting_units": "max(voting_units)",
+            "max_commenting_units": "max(commenting_units)",
+        },
         p,
     )
     try:
